@@ -1,0 +1,1 @@
+"""What runs on the ARM cores: driver, passes, planner, scheduler and the NEON (numpy) runtime."""

@@ -1,0 +1,1 @@
+"""One module per `vc4infer` subcommand (see vc4infer/cli.py)."""

@@ -1,0 +1,1 @@
+"""VideoCore IV emulator: QPUs, VPM, DMA, TMU, SFU, semaphores, and a timing model."""

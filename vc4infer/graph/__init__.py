@@ -1,0 +1,1 @@
+"""Graph IR, importers (TFLite, ONNX, TF frozen graph), preprocessing and labels."""
