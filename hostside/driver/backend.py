@@ -1,0 +1,74 @@
+"""The interface between the Driver (hostside.driver.Driver) and the places QPU programs run.
+
+A backend owns GPU-visible memory and launches programs. Two exist: `emu` (hostside.driver.emu,
+the VideoCore IV emulator in vc4infer.emu) and `hw` (hostside.driver.hw, a Raspberry Pi's V3D
+through the firmware mailbox). The Driver is written only against this module.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Tuple
+
+
+@dataclass
+class Allocation:
+    """One block of GPU-visible memory.
+
+    `buffer` is a writable buffer (numpy uint8 array or memoryview) of exactly `nbytes` bytes that
+    the host reads and writes; the GPU sees the same bytes at bus address `bus_address`.
+    """
+    bus_address: int
+    nbytes: int
+    buffer: Any
+    handle: Any = None
+
+
+@dataclass
+class LaunchStats:
+    """What one execute cost. Filled by the emulator (modelled figures) or by hw (measured wall time)."""
+    backend: str
+    n_threads: int
+    wall_seconds: float                      # host time the launch took on this machine
+    modelled_seconds: Optional[float] = None  # emu only: modelled Pi time at `clock_hz`
+    clock_hz: Optional[float] = None
+    instructions: Tuple[int, ...] = ()       # per QPU
+    cycles: Tuple[int, ...] = ()             # per QPU, modelled
+    stalls: dict = field(default_factory=dict)   # cause -> modelled cycles, summed over QPUs
+    dma_load_bytes: int = 0
+    dma_store_bytes: int = 0
+    tmu_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Where QPU programs run. Subclasses: EmuBackend, HwBackend."""
+
+    name: str = "?"
+    #: longest a single execute may run before the platform gives up (hw: the firmware's
+    #: mailbox timeout); None where there is no such limit. The scheduler keeps launches under it.
+    max_launch_seconds: Optional[float] = None
+
+    @abc.abstractmethod
+    def alloc(self, nbytes: int, align: int = 4096) -> Allocation:
+        """Allocate `nbytes` of GPU-visible memory aligned to `align` bytes."""
+
+    @abc.abstractmethod
+    def free(self, allocation: Allocation) -> None:
+        """Release an allocation; using it afterwards is an error the backend may detect."""
+
+    @abc.abstractmethod
+    def execute(self, control: Sequence[Tuple[int, int]], timeout_s: float) -> LaunchStats:
+        """Run one program instance per (uniforms_bus_address, code_bus_address) pair, all at once
+        (at most 12), and return when every instance has ended. Raises a DriverError subclass on
+        timeout or fault."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything this backend holds. Idempotent."""
+
+    def sync_for_gpu(self, allocation: Allocation) -> None:
+        """Make host writes to `allocation` visible to the GPU (cache clean); default: nothing to do."""
+
+    def sync_for_cpu(self, allocation: Allocation) -> None:
+        """Make GPU writes to `allocation` visible to the host (cache invalidate); default: nothing."""
