@@ -50,8 +50,9 @@ class Backend(abc.ABC):
     max_launch_seconds: Optional[float] = None
 
     @abc.abstractmethod
-    def alloc(self, nbytes: int, align: int = 4096) -> Allocation:
-        """Allocate `nbytes` of GPU-visible memory aligned to `align` bytes."""
+    def alloc(self, nbytes: int, align: int = 4096, label: str = "") -> Allocation:
+        """Allocate `nbytes` of GPU-visible memory aligned to `align` bytes. `label` names the
+        buffer in error messages (the emulator reports the nearest buffer of a bad access)."""
 
     @abc.abstractmethod
     def free(self, allocation: Allocation) -> None:
