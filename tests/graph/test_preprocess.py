@@ -1,0 +1,129 @@
+"""Image preprocessing per family, and the ImageNet label sets."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from vc4infer.graph.ir import Graph
+from vc4infer.graph.labels import imagenet_labels, labels_by_name, labels_for, short_name
+from vc4infer.graph.preprocess import ImageInputError, preprocess
+
+
+def image_graph(shape, dtype="float32", layout="NCHW", family="torchvision"):
+    g = Graph(meta={"preprocess": family})
+    spec = g.add_input("x", shape, dtype, layout=layout)
+    (y,) = g.add_node("relu", [spec.tensor])
+    g.add_output(y)
+    return g
+
+
+def solid(width, height, rgb):
+    return Image.new("RGB", (width, height), rgb)
+
+
+def test_torchvision_constant_colour_is_normalised_per_channel():
+    g = image_graph((1, 3, 224, 224))
+    x = preprocess(solid(300, 200, (255, 128, 0)), g)
+    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
+    # torchvision: (pixel / 255 - mean) / std with ImageNet mean/std, channels first
+    for c, (pixel, mean, std) in enumerate(zip((255, 128, 0), (0.485, 0.456, 0.406),
+                                               (0.229, 0.224, 0.225))):
+        np.testing.assert_allclose(x[0, c], (pixel / 255 - mean) / std, rtol=1e-5)
+
+
+def test_torchvision_resize_256_then_centre_crop_224():
+    # 600x300: shorter side 300 -> 256, width 512; the centre 224 columns of the resized image
+    # are 144..368, i.e. original columns 168.75..431.25. Red columns 0..149 fall outside.
+    img = np.zeros((300, 600, 3), np.uint8)
+    img[:, :150] = (255, 0, 0)
+    img[:, 150:] = (0, 0, 255)
+    x = preprocess(img, image_graph((1, 3, 224, 224)))
+    red = (x[0, 0] * 0.229 + 0.485) * 255
+    assert red.max() < 1.0          # no red survived the crop
+    # a crop of the left instead of the centre would start with red columns
+    img2 = img.copy()
+    img2[:, 150:450] = (0, 255, 0)  # green middle band covers the whole centre crop
+    x2 = preprocess(img2, image_graph((1, 3, 224, 224)))
+    green = (x2[0, 1] * 0.224 + 0.456) * 255
+    assert green.min() > 254.0
+
+
+def test_tf_slim_range_and_central_crop():
+    # a 5% red frame lies outside TF-slim's central 87.5% crop (6.25% off each side)
+    img = np.zeros((400, 400, 3), np.uint8)
+    img[:] = (255, 0, 0)
+    img[20:380, 20:380] = (0, 255, 255)
+    g = image_graph((1, 224, 224, 3), layout="NHWC", family="tf_slim")
+    x = preprocess(img, g)
+    assert x.shape == (1, 224, 224, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, ..., 0], -1.0, atol=1e-6)   # red 0 -> -1
+    np.testing.assert_allclose(x[0, ..., 1:], 1.0, atol=1e-6)   # 255 -> +1
+
+
+def test_tflite_uint8_keeps_pixels_and_layout():
+    g = image_graph((1, 128, 160, 3), dtype="uint8", layout="NHWC", family="tflite_uint8")
+    x = preprocess(solid(640, 480, (10, 200, 30)), g)
+    assert x.shape == (1, 128, 160, 3) and x.dtype == np.uint8
+    assert (x[0] == (10, 200, 30)).all()
+
+
+def test_path_pil_and_array_give_the_same_input(tmp_path):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "p.png")
+    g = image_graph((1, 3, 224, 224))
+    a = preprocess(arr, g)
+    np.testing.assert_array_equal(a, preprocess(Image.fromarray(arr), g))
+    np.testing.assert_array_equal(a, preprocess(tmp_path / "p.png", g))
+    np.testing.assert_array_equal(a, preprocess(str(tmp_path / "p.png"), g))
+
+
+def test_bad_images_and_mismatched_families(tmp_path):
+    g = image_graph((1, 3, 224, 224))
+    with pytest.raises(ImageInputError, match="not found"):
+        preprocess(tmp_path / "missing.jpg", g)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageInputError, match="not an image"):
+        preprocess(tmp_path / "text.png", g)
+    with pytest.raises(ImageInputError, match="HxWx3 uint8"):
+        preprocess(np.zeros((10, 10), np.uint8), g)
+    with pytest.raises(ImageInputError, match="HxWx3 uint8"):
+        preprocess(np.zeros((10, 10, 3), np.float32), g)
+    uint8_graph = image_graph((1, 224, 224, 3), dtype="uint8", layout="NHWC", family="tf_slim")
+    with pytest.raises(ImageInputError, match="tflite_uint8"):
+        preprocess(np.zeros((10, 10, 3), np.uint8), uint8_graph)
+    with pytest.raises(ImageInputError, match="--preprocess"):
+        preprocess(np.zeros((10, 10, 3), np.uint8), image_graph((1, 3, 8, 8), family=None))
+    with pytest.raises(ImageInputError, match="batch 1 and 3 channels"):
+        preprocess(np.zeros((10, 10, 3), np.uint8), image_graph((2, 3, 8, 8)))
+
+
+def test_family_override():
+    g = image_graph((1, 224, 224, 3), layout="NHWC", family=None)
+    x = preprocess(solid(50, 50, (255, 255, 255)), g, family="tf_slim")
+    np.testing.assert_allclose(x, 1.0)
+
+
+def test_imagenet_label_sets():
+    l1000, l1001 = imagenet_labels(1000), imagenet_labels(1001)
+    assert len(l1000) == 1000 and len(l1001) == 1001
+    assert l1001[0] == "background" and l1001[1:] == l1000
+    # standard ImageNet-1k indices
+    assert l1000[0].startswith("tench")
+    assert short_name(l1000[281]) == "tabby" and l1000[285] == "Egyptian cat"
+    assert l1000[967] == "espresso" and l1000[999].startswith("toilet tissue")
+    assert labels_by_name("imagenet1001") is l1001
+    with pytest.raises(ValueError):
+        labels_by_name("coco")
+
+
+def test_labels_for_graphs():
+    g = Graph(meta={"labels": "imagenet1001"})
+    assert labels_for(g)[0] == "background"
+    g = Graph()
+    g.add_input("x", (1, 1000), "float32")
+    g.add_output("x")
+    assert labels_for(g) is imagenet_labels(1000)   # guessed from the class count
+    g = Graph()
+    g.add_input("x", (1, 10), "float32")
+    g.add_output("x")
+    assert labels_for(g) is None

@@ -1,0 +1,117 @@
+"""`vc4infer classify`: real photos through the packaged MobileNets, and its error messages."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vc4infer.cli import main
+from vc4infer.graph import zoo
+
+IMAGES = Path(__file__).resolve().parents[1] / "demos" / "images"
+RANK_LINE = re.compile(r"^\s+(\d)\.\s+([\d.]+)%\s+(\d+)\s+(.+)$")
+
+
+def _need(name: str) -> None:
+    entry = zoo.get(name)
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"{name} needs {entry.package}: {entry.pip}")
+
+
+def _ranked(output: str) -> list:
+    return [RANK_LINE.match(line).groups() for line in output.splitlines()
+            if RANK_LINE.match(line)]
+
+
+@pytest.mark.parametrize("model", ["mobilenet_v2", "mobilenet_v1"])
+def test_classify_photos(model):
+    _need(model)
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "chelsea.png"),
+                                       str(IMAGES / "coffee.png"), "--model", model,
+                                       "--backend", "neon", "--top", "3"])
+    assert result.exit_code == 0, result.output
+    rows = _ranked(result.output)
+    assert len(rows) == 6 and [r[0] for r in rows] == ["1", "2", "3"] * 2
+    assert re.search(r"cat", rows[0][3]) and rows[3][3].startswith("espresso")
+    percents = [float(r[1]) for r in rows[:3]]
+    assert percents == sorted(percents, reverse=True) and sum(percents) <= 100.01
+    assert "chelsea.png" in result.output and "(neon," in result.output
+
+
+def _onnx_file(tmp_path, classifier: bool) -> str:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])]
+    inits = [numpy_helper.from_array(w, "w")]
+    if classifier:
+        fc = rng.standard_normal((4, 4)).astype(np.float32)
+        nodes += [helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+                  helper.make_node("Flatten", ["p"], ["f"]),
+                  helper.make_node("Gemm", ["f", "fc"], ["y"])]
+        inits.append(numpy_helper.from_array(fc, "fc"))
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    else:
+        out = helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4, 16, 16])
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 16, 16])], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / ("cls.onnx" if classifier else "features.onnx")
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_model_file_without_labels_prints_class_numbers_and_softmax(tmp_path):
+    path = _onnx_file(tmp_path, classifier=True)
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model", path,
+                                       "--top", "4", "--preprocess", "torchvision"])
+    assert result.exit_code == 0, result.output
+    rows = _ranked(result.output)
+    assert sorted(int(r[2]) for r in rows) == [0, 1, 2, 3]
+    assert all(r[3] == f"class {r[2]}" for r in rows)
+    assert abs(sum(float(r[1]) for r in rows) - 100.0) < 0.05   # logits went through softmax
+
+
+def test_not_a_classifier(tmp_path):
+    path = _onnx_file(tmp_path, classifier=False)
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model", path])
+    assert result.exit_code == 1
+    assert "not a classifier" in result.output and "[1, 4, 16, 16]" in result.output
+
+
+def test_missing_image(tmp_path):
+    result = CliRunner().invoke(main, ["classify", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 1
+    assert f"image file not found: {tmp_path / 'nope.jpg'}" in result.output
+
+
+def test_unknown_model_lists_known_names():
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model",
+                                       "mobilenet_v7"])
+    assert result.exit_code == 1
+    assert "mobilenet_v7" in result.output
+    assert "mobilenet_v1" in result.output and "mobilenet_v2" in result.output
+
+
+def test_unreadable_image(tmp_path):
+    _need("mobilenet_v2")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    result = CliRunner().invoke(main, ["classify", str(bad)])
+    assert result.exit_code == 1 and "not an image" in result.output
+
+
+def test_tf_graph_output_option():
+    _need("mobilenet_v1")
+    path = zoo.resolve("mobilenet_v1").path
+    head = CliRunner().invoke(main, ["classify", str(IMAGES / "chelsea.png"), "-m", path,
+                                     "--top", "2"])
+    assert head.exit_code == 0, head.output
+    # the file's own final node is the retrained 2-class head: no ImageNet labels
+    assert sorted(r[3] for r in _ranked(head.output)) == ["class 0", "class 1"]
+    logits = CliRunner().invoke(main, ["classify", str(IMAGES / "chelsea.png"), "-m", path,
+                                       "--top", "1", "--output", "MobilenetV1/Predictions/Reshape"])
+    assert logits.exit_code == 0, logits.output
+    assert "cat" in _ranked(logits.output)[0][3]
