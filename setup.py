@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["vc4infer", "vc4infer.*", "qpu_kernels", "qpu_kernels.*",
                                     "hostside", "hostside.*"]),
-    package_data={"vc4infer": ["data/*"], "demos": ["images/*"]},
+    package_data={"vc4infer": ["data/*"]},
     include_package_data=True,
     install_requires=["numpy>=1.21", "click>=8.0", "pillow>=8.0"],
     extras_require={

@@ -1,4 +1,4 @@
-"""The model zoo: names -> model files, from the manifest `models/zoo.json`.
+"""The model zoo: names -> model files, from the manifest `vc4infer/data/zoo.json`.
 
 Two kinds of entries:
 - source "package": a file inside an installed PyPI package (trained MobileNets that ship in
@@ -62,7 +62,7 @@ class ChecksumError(ZooError):
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One manifest entry (see models/zoo.json for the meaning of each field)."""
+    """One manifest entry (see vc4infer/data/zoo.json for the meaning of each field)."""
     name: str
     description: str
     format: str
@@ -105,11 +105,8 @@ class ResolvedModel:
 
 
 def manifest_path() -> Path:
-    """models/zoo.json of the source tree (or a copy installed as vc4infer/data/zoo.json)."""
-    installed = resources.files("vc4infer").joinpath(f"data/{MANIFEST_NAME}")
-    if installed.is_file():
-        return Path(str(installed))
-    return Path(__file__).resolve().parents[2] / "models" / MANIFEST_NAME
+    """The zoo manifest, shipped inside the package so that wheels carry it."""
+    return Path(str(resources.files("vc4infer").joinpath(f"data/{MANIFEST_NAME}")))
 
 
 @lru_cache(maxsize=None)
