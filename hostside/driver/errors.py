@@ -20,3 +20,64 @@ class LaunchTimeoutError(DriverError):
 class HardwareUnavailableError(DriverError):
     """The `hw` backend cannot run here (not a Pi, Pi 4+, no /dev/vcio, no permission, the
     vc4-kms-v3d driver owns the V3D, too little gpu_mem/CMA). The message says which and how to fix it."""
+
+
+# --- misuse of the Driver API --------------------------------------------------------------------
+
+class ThreadCountError(DriverError, ValueError):
+    """`execute` was asked for fewer than 1 or more than 12 program instances."""
+
+
+class UniformsLayoutError(DriverError, ValueError):
+    """The uniforms given to `execute` do not split into `n_threads` equal rows of 32-bit words,
+    or hold values that are not 32-bit words."""
+
+
+class NotAProgramError(DriverError, TypeError):
+    """Something that is not a QPU program was given where one is expected: `program()` takes a
+    @qpu kernel, bytes or a uint64 array; `execute()` takes what `program()` returned."""
+
+
+class ForeignObjectError(DriverError, ValueError):
+    """An array or program of one Driver was handed to another Driver."""
+
+
+# --- failures underneath --------------------------------------------------------------------------
+
+class MailboxError(DriverError):
+    """A firmware mailbox property call failed (ioctl error, parse error, malformed answer)."""
+
+
+class QpuExecuteError(DriverError):
+    """The firmware answered an execute_qpu request with an unknown failure status."""
+
+
+# --- why the `hw` backend cannot run here ---------------------------------------------------------
+
+class NotRaspberryPiError(HardwareUnavailableError):
+    """This machine is not a Raspberry Pi."""
+
+
+class UnsupportedBoardError(HardwareUnavailableError):
+    """A Raspberry Pi without a VideoCore IV (Pi 4, 400, 5, CM4, CM5: VideoCore VI/VII)."""
+
+
+class MailboxUnavailableError(HardwareUnavailableError):
+    """/dev/vcio (the firmware mailbox) does not exist on this kernel."""
+
+
+class HwPermissionError(HardwareUnavailableError, PermissionError):
+    """/dev/vcio, /dev/vcsm-cma or /dev/mem exist but this user may not open them."""
+
+
+class KmsOwnsV3dError(HardwareUnavailableError):
+    """The Linux vc4 DRM driver (dtoverlay=vc4-kms-v3d or vc4-fkms-v3d) owns the V3D, so the
+    firmware refuses QPU work from user space."""
+
+
+class QpuEnableRefusedError(HardwareUnavailableError):
+    """The firmware refused to power on the QPUs (qpu_enable failed)."""
+
+
+class GpuMemoryTooSmallError(HardwareUnavailableError, OutOfGpuMemoryError):
+    """The firmware's GPU memory (gpu_mem) or the kernel's CMA pool cannot hold the request."""
