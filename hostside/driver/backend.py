@@ -70,6 +70,8 @@ class Backend(abc.ABC):
 
     def sync_for_gpu(self, allocation: Allocation) -> None:
         """Make host writes to `allocation` visible to the GPU (cache clean); default: nothing to do."""
+        return None
 
     def sync_for_cpu(self, allocation: Allocation) -> None:
         """Make GPU writes to `allocation` visible to the host (cache invalidate); default: nothing."""
+        return None

@@ -1,0 +1,18 @@
+"""Driver API: numpy arrays in GPU-visible memory, QPU programs and launches, on the Raspberry
+Pi's V3D (`hw`) or on the VideoCore IV emulator (`emu`). See hostside.driver.driver.Driver."""
+from .backend import Allocation, Backend, LaunchStats
+from .driver import MAX_THREADS, Array, Driver, Program
+from .errors import (DriverClosedError, DriverError, ForeignObjectError, GpuMemoryTooSmallError,
+                     HardwareUnavailableError, HwPermissionError, KmsOwnsV3dError,
+                     LaunchTimeoutError, MailboxError, MailboxUnavailableError, NotAProgramError,
+                     NotRaspberryPiError, OutOfGpuMemoryError, QpuEnableRefusedError,
+                     QpuExecuteError, ThreadCountError, UniformsLayoutError, UnsupportedBoardError)
+
+__all__ = [
+    "Allocation", "Array", "Backend", "Driver", "LaunchStats", "MAX_THREADS", "Program",
+    "DriverClosedError", "DriverError", "ForeignObjectError", "GpuMemoryTooSmallError",
+    "HardwareUnavailableError", "HwPermissionError", "KmsOwnsV3dError", "LaunchTimeoutError",
+    "MailboxError", "MailboxUnavailableError", "NotAProgramError", "NotRaspberryPiError",
+    "OutOfGpuMemoryError", "QpuEnableRefusedError", "QpuExecuteError", "ThreadCountError",
+    "UniformsLayoutError", "UnsupportedBoardError",
+]
