@@ -21,7 +21,7 @@ setup(
         "emu": ["numba>=0.57"],
         "camera": ["picamera2"],
         "dev": [
-            "pytest>=7", "pytest-xdist", "numba>=0.57", "onnx>=1.14", "onnxruntime>=1.16",
+            "pytest>=7", "pytest-xdist", "hypothesis", "numba>=0.57", "onnx>=1.14", "onnxruntime>=1.16",
             "ai-edge-litert", "flatbuffers>=23", "ruff",
         ],
     },

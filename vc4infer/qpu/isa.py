@@ -364,3 +364,7 @@ VDW_STRIDE_FIELDS: Layout = {      # to vpmvcd_wr_setup, bits 31:30 = 11
     # The guide prints STRIDE as bits 12:0; the vc4asm author found 16 bits (15:0) on hardware.
     "id": (30, 2), "blockmode": (16, 1), "stride": (0, 16)}
 VDW_STRIDE_ID = 0b11
+# MODEW of VCD loads and VDW stores [AG p.58-59 Tables 34, 36]: the width's base code, ORed with
+# the half-word (16-bit, 0..1) or byte (8-bit, 0..3) select of packed sub-word transfers
+DMA_MODEW_32, DMA_MODEW_16, DMA_MODEW_8 = 0, 2, 4
+DMA_MODEW_MAX_OFFSET = {DMA_MODEW_32: 0, DMA_MODEW_16: 1, DMA_MODEW_8: 3}
