@@ -1,0 +1,30 @@
+"""Errors of the model side of vc4infer (files, graphs, the Model API). Each message names the
+problem and, where there is one, the fix. Driver errors live in `hostside.driver.errors`."""
+
+
+class Vc4InferError(Exception):
+    """Base class of every model-side error vc4infer raises on purpose."""
+
+
+class ModelFormatError(Vc4InferError, ValueError):
+    """A model file cannot be read: unknown format, wrong magic, truncated or corrupt contents,
+    tensors whose shapes contradict each other."""
+
+
+class UnsupportedModelError(Vc4InferError):
+    """A well-formed model file uses an operator, attribute value or data type that vc4infer does
+    not implement. The message names the operator, the node and what is supported."""
+
+
+class GraphError(Vc4InferError, ValueError):
+    """An IR graph is inconsistent: unknown op, missing tensor, wrong number of inputs, shapes
+    that do not agree, attributes out of range."""
+
+
+class InputSpecError(Vc4InferError, ValueError):
+    """An array given to `Model.run` does not match the model's input spec (shape, dtype, count).
+    The message names the expected and the received values."""
+
+
+class BackendUnavailableError(Vc4InferError):
+    """The requested execution backend does not exist or cannot run here."""

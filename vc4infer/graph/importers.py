@@ -1,0 +1,62 @@
+"""`import_model(path, **opts)`: read any supported model file into a Graph, choosing the importer
+from the file's contents (magic bytes), with the file extension only to break ties."""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Union
+
+from vc4infer.errors import ModelFormatError
+from vc4infer.graph.ir import Graph
+
+# format -> (module, function); importers are imported only when their format is met
+IMPORTERS = {
+    "onnx": ("vc4infer.graph.onnx_import", "import_onnx"),
+    "tflite": ("vc4infer.graph.tflite_import", "import_tflite"),
+    "tf_graphdef": ("vc4infer.graph.tf_import", "import_tf_graphdef"),
+    "torchvision": ("vc4infer.graph.torch_import", "import_torchvision_mobilenet_v2"),
+}
+# other spellings of the same formats (the zoo manifest names the torch format this way)
+ALIASES = {"torchvision_mobilenet_v2": "torchvision", "tf": "tf_graphdef", "pb": "tf_graphdef"}
+_EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pb": "tf_graphdef", ".pth": "torchvision",
+               ".pt": "torchvision"}
+
+
+def detect_format(path: Union[str, os.PathLike]) -> str:
+    """One of IMPORTERS' keys, from the first bytes of the file.
+
+    TFLite: a FlatBuffer with identifier "TFL3" at bytes 4..8. PyTorch: a zip archive ("PK\\3\\4")
+    or a legacy pickle (protocol byte 0x80). ONNX ModelProto and TF GraphDef are both protobuf:
+    ONNX starts with field 1 `ir_version` (varint, tag byte 0x08), a GraphDef with field 1 `node`
+    (length-delimited, tag byte 0x0a)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    ext = _EXTENSIONS.get(os.path.splitext(str(path))[1].lower())
+    if not head:
+        raise ModelFormatError(f"{path}: the file is empty")
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torchvision"
+    if head[:1] == b"\x08":
+        return "onnx"
+    if head[:1] == b"\x0a":
+        return "tf_graphdef"
+    if ext is not None and ext != "tflite":
+        # protobuf writers may order fields differently; let the importer judge the contents
+        return ext
+    raise ModelFormatError(f"{path}: unknown model format (first bytes {head!r}); vc4infer reads "
+                           f"TFLite (.tflite), ONNX (.onnx), TensorFlow frozen graphs (.pb) and "
+                           f"torchvision MobileNetV2 state dicts (.pth)")
+
+
+def import_model(path: Union[str, os.PathLike], format: str = "auto", **opts) -> Graph:
+    """Read a model file into a Graph. `format` ("auto" or a key of IMPORTERS) overrides the
+    detection; `opts` go to the importer (see each importer's docstring)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    fmt = detect_format(path) if format == "auto" else ALIASES.get(format, format)
+    if fmt not in IMPORTERS:
+        raise ValueError(f"format {format!r} is not one of {sorted(IMPORTERS)} or 'auto'")
+    module, func = IMPORTERS[fmt]
+    return getattr(importlib.import_module(module), func)(path, **opts)
