@@ -1,4 +1,4 @@
-"""The "Writing a QPU kernel" example of docs/qpu-toolchain.md runs as written (assembles with
+"""The "Writing a QPU kernel" example of README.md runs as written (assembles with
 check=True without findings, disassembles, and adds 5 on the emulator)."""
 import os
 import re
@@ -6,13 +6,14 @@ import warnings
 
 import pytest
 
-DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "qpu-toolchain.md")
+DOC = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 
 
 @pytest.mark.slow      # runs the emulator (numba compilation on first use)
 def test_docs_example_runs(capsys):
     with open(DOC, encoding="utf-8") as f:
-        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+        section = f.read().split("## Writing a QPU kernel", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # a hazard warning in the example would fail here
         exec(compile(code, DOC, "exec"), {"__name__": "docs_example"})
