@@ -18,23 +18,37 @@ BACKENDS = ("auto", "neon", "emu", "hw")
 
 
 def _check_backend(backend: str) -> str:
+    """The runtime a backend name selects: "auto" is "hw" on a Pi with a usable V3D, else
+    "neon" (hostside.qpu_model.resolve_backend)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
-    if backend in ("emu", "hw"):
-        raise BackendUnavailableError(
-            f"backend {backend!r}: QPU execution of whole models is not implemented yet; "
-            f"use backend='neon' (the CPU runtime) or 'auto'")
-    return "neon"
+    from hostside.qpu_model import resolve_backend
+    return resolve_backend(backend)[0]
 
 
 class Model:
     """A graph ready to run. Build one with `vc4infer.load`."""
 
-    def __init__(self, graph: Graph, backend: str = "auto"):
+    def __init__(self, graph: Graph, backend: str = "auto", **driver_options):
         self.graph = graph
         self.backend = _check_backend(backend)
-        from hostside.neon import NeonRunner
-        self._runner = NeonRunner(graph)
+        if self.backend == "neon":
+            from hostside.neon import NeonRunner
+            self._runner = NeonRunner(graph)
+        else:  # "emu" / "hw": compiled for the QPUs (driver_options go to the Driver)
+            from hostside.qpu_model import QpuModel
+            self._runner = QpuModel(graph, self.backend, **driver_options)
+
+    def close(self) -> None:
+        """Release the GPU memory of a QPU model (nothing to do for NEON)."""
+        if self.backend != "neon":
+            self._runner.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- boundary --------------------------------------------------------------------------
     @property
@@ -93,8 +107,18 @@ class Model:
         return ys[0] if len(ys) == 1 else ys
 
     def run_all(self, x: Any) -> dict:
-        """Run and keep every tensor (internal layout, by IR tensor name): for per-layer checks."""
+        """Run and keep every tensor (internal layout, by IR tensor name): for per-layer checks.
+        On the QPU backends: the tensors of the rewritten graph (fused intermediates are gone)."""
         return self._runner.run(self._feeds(x), keep=True)
+
+    def validate(self, x: Any) -> list:
+        """Run `x` layer by layer on the QPU backend and compare every layer with NEON on the
+        same inputs: a list of hostside.qpu_model.LayerCheck (layer, where, max_abs_error,
+        max_abs_reference)."""
+        if self.backend == "neon":
+            raise BackendUnavailableError("validate compares the QPU layers with NEON: load the "
+                                          "model with backend='emu' or 'hw'")
+        return self._runner.validate(self._feeds(x))
 
     def classify(self, image: Any, top: int = 5) -> list:
         """Classify an image (path, PIL image or HxWx3 uint8 array): preprocess it the way the
@@ -128,15 +152,22 @@ class Model:
 
     # -- reporting -------------------------------------------------------------------------
     def placement(self) -> dict:
-        """Where each node runs: node name -> "neon" (QPU scheduling does not exist yet)."""
-        return {n.name: "neon" for n in self.graph.nodes}
+        """Where each node runs: node name -> "neon", or on the QPU backends "qpu:<kernel>",
+        "neon (<reason>)", "view ..." or "fused into <layer>"."""
+        if self.backend == "neon":
+            return {n.name: "neon" for n in self.graph.nodes}
+        return self._runner.placement()
 
     def summary(self) -> str:
         """Layers with output shapes, parameters, multiply-adds, activation bytes and where each
-        layer runs; totals and the input/output specs."""
+        layer runs; totals and the input/output specs; on the QPU backends also the compiled
+        steps and the arena and weights bytes."""
         peak = max((r["act_bytes"] for r in self.graph.layer_stats()), default=0)
-        return (self.graph.summary(where=self.placement()) +
+        text = (self.graph.summary(where=self.placement()) +
                 f"\nbackend: {self.backend}; largest layer output: {peak:,} bytes")
+        if self.backend != "neon":
+            text += "\n\n" + self._runner.summary()
+        return text
 
     def __repr__(self) -> str:
         return (f"Model({self.graph.meta.get('name')!r}, backend={self.backend!r}, "
@@ -150,9 +181,8 @@ def _resolve_zoo(name: str):
 
 def load(path_or_name: Union[str, os.PathLike, Graph], backend: str = "auto", **opts) -> Model:
     """Load a model file (TFLite, ONNX, TF frozen graph, torchvision .pth), a zoo name such as
-    "mobilenet_v2", or wrap an existing Graph. `opts` go to the importer. backend: "auto" or
-    "neon" (CPU); "emu" and "hw" (QPU execution of models) do not exist yet and raise
-    BackendUnavailableError."""
+    "mobilenet_v2", or wrap an existing Graph. `opts` go to the importer. backend: "neon" (CPU),
+    "emu" (QPUs emulated), "hw" (a Pi's QPUs) or "auto" ("hw" where usable, else "neon")."""
     _check_backend(backend)
     if isinstance(path_or_name, Graph):
         return Model(path_or_name, backend)

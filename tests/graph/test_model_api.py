@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import vc4infer
+from hostside.driver import HardwareUnavailableError
 from vc4infer.errors import BackendUnavailableError, InputSpecError
 from vc4infer.graph.ir import Graph
 from test_onnx_helpers import helper, load_build_onnx, make_model, ort_run, rel_err, save
@@ -47,11 +48,6 @@ def test_bad_input_names_expected_and_got(conv_path, bad, expect):
     with pytest.raises(InputSpecError, match=expect):
         m.run(bad)
 
-
-@pytest.mark.parametrize("backend", ["emu", "hw"], ids=["emu_backend", "hw_backend"])
-def test_qpu_backends_do_not_exist_yet(conv_path, backend):
-    with pytest.raises(BackendUnavailableError, match="not implemented yet"):
-        vc4infer.load(conv_path, backend=backend)
 
 
 def test_unknown_backend_and_missing_file(conv_path, tmp_path):
@@ -106,3 +102,25 @@ def test_classify_matches_an_independent_pipeline(tmp_path):
     assert np.allclose([t[2] for t in top], p[want], atol=1e-5)
     labels = labels_for(m.graph)
     assert [t[1] for t in top] == [labels[i] for i in want]
+
+
+def test_emu_backend_runs_reports_and_validates(conv_path):
+    x = RNG.standard_normal((1, 3, 6, 5)).astype(np.float32)
+    with vc4infer.load(conv_path, backend="emu") as m:
+        assert m.backend == "emu"
+        assert rel_err(m.run(x), ort_run(conv_path, {"x": x})[0]) < 1e-6
+        (where,) = m.placement().values()
+        assert where.startswith("neon (") and "3x3" in where      # no full-conv QPU kernel
+        assert "activation arena:" in m.summary()
+        (row,) = m.validate(x)
+        assert row.max_abs_error == 0.0                           # NEON against itself
+
+
+def test_hw_backend_off_a_pi_says_why(conv_path):
+    with pytest.raises(HardwareUnavailableError):
+        vc4infer.load(conv_path, backend="hw")
+
+
+def test_validate_needs_a_qpu_backend(conv_path):
+    with pytest.raises(BackendUnavailableError, match="validate"):
+        vc4infer.load(conv_path, backend="neon").validate(np.zeros((1, 3, 6, 5), np.float32))

@@ -1,0 +1,329 @@
+"""Per op: QPU kernel or NEON fallback, and the steps one inference runs.
+
+At load time `schedule` decides, for every node of a rewritten graph (hostside.passes), where it
+runs and why:
+- "view": a reshape (`is_view`); the planner gives its output the input's bytes, nothing runs;
+- "qpu:<kernel>": the first `KernelChoice` whose kernel module imports and whose constraints the
+  node meets; its weights are packed once into the weights arena and its launches (programs
+  assembled, uniforms built) are made once;
+- "neon (<reason>)": hostside.neon runs the node on the host, reading its inputs from the arena
+  and writing its output back; the reason names what no kernel could do.
+
+Per inference each step only runs: `QpuStep` its launches (the kernels tile their work over the
+12 QPUs and split launches themselves), `NeonStep` one CPU op between arena views, `ViewStep`
+nothing.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from hostside import passes
+from vc4infer.graph import ops
+from vc4infer.graph.ir import Graph, Node
+
+
+@dataclass
+class KernelChoice:
+    """How the scheduler uses one QPU kernel module.
+
+    `ops`: IR ops it may run; `reject(graph, node) -> str | None`: why it cannot run this node
+    (None: it can); `in_place(graph, node) -> tuple`: node input indices its output may
+    overwrite; `pack(module, graph, node) -> dict[str, ndarray]`: weight blobs in the kernel's
+    layout; `build(module, drv, graph, node, io, weights) -> list`: the launches (objects with
+    `.run(drv)`), given Driver arrays of the node's inputs/outputs (`io`, by tensor name) and of
+    its packed blobs (`weights`, by blob key)."""
+    name: str
+    module: str
+    ops: tuple
+    reject: Callable[[Graph, Node], Optional[str]]
+    pack: Callable[[Any, Graph, Node], dict]
+    build: Callable[..., list]
+    in_place: Callable[[Graph, Node], tuple] = lambda graph, node: ()
+    #: byte alignment the kernel needs for its activation and weight operands
+    align: int = 64
+
+    def load(self) -> tuple:
+        """(module, None) or (None, why it cannot be used)."""
+        try:
+            return importlib.import_module(self.module), None
+        except ModuleNotFoundError as exc:
+            if exc.name and self.module.startswith(exc.name):
+                return None, f"kernel module {self.module} does not exist"
+            raise
+
+
+@dataclass
+class Decision:
+    """Where one node runs: place "qpu" | "neon" | "view", the kernel choice (qpu), the module,
+    and the reason (neon)."""
+    node: Node
+    place: str
+    choice: Optional[KernelChoice] = None
+    module: Any = None
+    reason: str = ""
+
+    @property
+    def where(self) -> str:
+        if self.place == "qpu":
+            return f"qpu:{self.choice.name}"
+        if self.place == "view":
+            return "view (shares its input's bytes)"
+        return f"neon ({self.reason})"
+
+
+def is_view(graph: Graph, node: Node) -> bool:
+    """A reshape-like op (passes.VIEW_OPS) whose output means the same bytes as its input (same
+    dtype and quantization): it runs as nothing, on its input's bytes."""
+    if node.op not in passes.VIEW_OPS or graph.is_constant(node.inputs[0]):
+        return False
+    a, b = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if a.dtype != b.dtype or (a.quant is None) != (b.quant is None):
+        return False
+    return a.quant is None or (np.array_equal(a.quant.scale, b.quant.scale) and
+                               np.array_equal(a.quant.zero_point, b.quant.zero_point))
+
+
+def decide(graph: Graph, node: Node, choices: Sequence[KernelChoice],
+           modules: dict) -> Decision:
+    """Where `node` runs. `modules` maps a choice name to (module, why unavailable)."""
+    if is_view(graph, node):
+        return Decision(node, "view")
+    if graph.node_quantized(node):
+        return Decision(node, "neon", reason="quantized: TFLite integer semantics run on the CPU")
+    reasons = []
+    for choice in choices:
+        if node.op not in choice.ops:
+            continue
+        module, missing = modules[choice.name]
+        if module is None:
+            reasons.append(missing)
+            continue
+        why = choice.reject(graph, node)
+        act = node.attrs.get("activation")
+        if why is None and act not in getattr(module, "ACTIVATIONS", (act,)):
+            why = f"activation {act} (its epilogue fuses {module.ACTIVATIONS})"
+        if why is None:
+            return Decision(node, "qpu", choice, module)
+        reasons.append(f"{choice.name}: {why}")
+    if not reasons:
+        return Decision(node, "neon", reason=f"no QPU kernel for {node.op}")
+    return Decision(node, "neon", reason=_join_reasons(reasons))
+
+
+def _join_reasons(reasons: list) -> str:
+    """"a: x", "b: x", "c: y" -> "a, b: x; c: y" (kernels that refuse for the same reason)."""
+    by_text: dict[str, list] = {}
+    for r in reasons:
+        name, sep, text = r.partition(": ")
+        if sep:
+            by_text.setdefault(text, []).append(name)
+        else:
+            by_text.setdefault(r, [])
+    return "; ".join(f"{', '.join(names)}: {text}" if names else text
+                     for text, names in by_text.items())
+
+
+def demote(decision: Decision, error: Exception) -> Decision:
+    """The NEON decision for a node whose kernel refused its shapes while packing or building."""
+    return Decision(decision.node, "neon", reason=f"{decision.choice.name}: {error}")
+
+
+def schedule(graph: Graph, choices: Sequence[KernelChoice]) -> list:
+    """One Decision per node of `graph`, in order."""
+    modules = {c.name: c.load() for c in choices}
+    return [decide(graph, node, choices, modules) for node in graph.nodes]
+
+
+def in_place_of(graph: Graph, decisions: list) -> Callable[[Node], tuple]:
+    """The planner's in-place rule: what each node's QPU kernel allows; CPU steps may overwrite
+    any input of the output's size, since the CPU computes the whole output before writing it
+    back (views have their own rule in the planner)."""
+    by_node = {id(d.node): d for d in decisions}
+
+    def rule(node: Node) -> tuple:
+        d = by_node[id(node)]
+        if d.place == "qpu":
+            return tuple(d.choice.in_place(graph, node))
+        if d.place == "neon":
+            return tuple(range(len(node.inputs)))
+        return ()
+    return rule
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+class Step(abc.ABC):
+    """One unit of per-inference work; `name`, `where`, the node and the original nodes it
+    executes (`covers`)."""
+
+    def __init__(self, decision: Decision, covers: list):
+        self.decision, self.node, self.covers = decision, decision.node, covers
+        self.name, self.where = decision.node.name, decision.where
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Do this step's per-inference work."""
+
+    def reference(self, graph: Graph, inputs: list) -> np.ndarray:
+        """The NEON result of this step for `inputs` (one array per node input)."""
+        return passes.run_node(graph, self.node, inputs)[0]
+
+
+class ViewStep(Step):
+    """A reshape: the planner placed the output on the input's bytes; nothing to do."""
+
+    def run(self) -> None:
+        return None
+
+
+class NeonStep(Step):
+    """A CPU op between arena views: read inputs (views, no copy), compute, write the output."""
+
+    def __init__(self, decision: Decision, covers: list, graph: Graph, inputs: list,
+                 output: np.ndarray):
+        super().__init__(decision, covers)
+        self.graph, self.inputs, self.output = graph, inputs, output
+
+    def run(self) -> None:
+        (y,) = passes.run_node(self.graph, self.node, self.inputs)
+        np.copyto(self.output, y.reshape(self.output.shape), casting="no")
+
+
+class QpuStep(Step):
+    """Launches made at load time; per inference they only run."""
+
+    def __init__(self, decision: Decision, covers: list, drv: Any, launches: list):
+        super().__init__(decision, covers)
+        self.drv, self.launches = drv, launches
+
+    def run(self) -> None:
+        for launch in self.launches:
+            launch.run(self.drv)
+
+
+# -- kernel choices ------------------------------------------------------------------------
+
+def _const_weights(graph: Graph, node: Node) -> Optional[str]:
+    if not all(graph.is_constant(t) for t in node.inputs[1:3]):
+        return "its weights are computed tensors, not constants"
+    return None
+
+
+def _gemm_shape(graph: Graph, node: Node) -> tuple:
+    """(M, K, N) of the matrix product a 1x1 conv2d or a fully_connected node is."""
+    x = graph.tensors[node.inputs[0]].shape
+    o = graph.tensors[node.inputs[1]].shape[0]
+    if node.op == "conv2d":
+        return x[0] * x[1] * x[2], x[3], o
+    return x[0], x[1], o
+
+
+def _sgemm_reject(graph: Graph, node: Node) -> Optional[str]:
+    why = _const_weights(graph, node)
+    if why:
+        return why
+    if node.op == "conv2d":
+        o, kh, kw, _ = graph.tensors[node.inputs[1]].shape
+        a = node.attrs
+        if a["groups"] != 1:
+            return f"groups={a['groups']} is not one matrix product"
+        if (kh, kw) != (1, 1):
+            return f"a {kh}x{kw} kernel (a matrix product runs 1x1 convolutions only)"
+        if a["strides"] != (1, 1) or any(a["pads"]):
+            return f"a strided or padded 1x1 convolution (strides {a['strides']}, pads {a['pads']})"
+    k = _gemm_shape(graph, node)[1]
+    if k < 2:
+        return f"K = {k} (sgemm needs at least 2 input channels)"
+    if passes.is_residual_conv(node) and node.attrs["activation"] is not None:
+        return "a residual add after the activation (sgemm adds R after its activation)"
+    return None
+
+
+def _sgemm_pack(module: Any, graph: Graph, node: Node) -> dict:
+    m, k, n = _gemm_shape(graph, node)
+    w = graph.constants[node.inputs[1]]
+    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    return {"panels": module.pack_weights(w.reshape(n, k).T, b, m)}
+
+
+def _sgemm_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:
+    m, k, n = _gemm_shape(graph, node)
+    extra = {}
+    if passes.is_residual_conv(node):
+        extra = {"residual_address": io[node.inputs[3]].address, "residual_stride": 4 * n}
+    return module.build(drv, m, k, n, io[node.inputs[0]].address, 4 * k,
+                        weights["panels"].address, io[node.outputs[0]].address, 4 * n,
+                        act=node.attrs["activation"], **extra)
+
+
+SGEMM = KernelChoice("sgemm", "qpu_kernels.sgemm", ("conv2d", "fully_connected"),
+                     _sgemm_reject, _sgemm_pack, _sgemm_build)
+
+
+def _pointwise_pack(module: Any, graph: Graph, node: Node) -> dict:
+    m, _, _ = _gemm_shape(graph, node)
+    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    return {"panels": module.pack_weights(graph.constants[node.inputs[1]], b, m)}
+
+
+def _pointwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
+                     weights: dict) -> list:
+    m, k, n = _gemm_shape(graph, node)
+    residual = io[node.inputs[3]].address if passes.is_residual_conv(node) else None
+    return module.build(drv, m, k, n, io[node.inputs[0]].address, weights["panels"].address,
+                        io[node.outputs[0]].address, act=node.attrs["activation"],
+                        residual_address=residual)
+
+
+# the same matrix product as sgemm, in convolution terms (bias, activation, residual fused)
+CONV_POINTWISE = KernelChoice("conv_pointwise", "qpu_kernels.conv_pointwise", ("conv2d",),
+                              _sgemm_reject, _pointwise_pack, _pointwise_build)
+
+def _depthwise_reject(graph: Graph, node: Node) -> Optional[str]:
+    why = _const_weights(graph, node)
+    if why:
+        return why
+    x = graph.tensors[node.inputs[0]].shape
+    o, kh, kw, _ = graph.tensors[node.inputs[1]].shape
+    a = node.attrs
+    if not ops.is_depthwise(graph, node):
+        return "not a depthwise convolution"
+    if o != x[3]:
+        return f"depth multiplier {o // x[3]} (the depthwise kernel runs multiplier 1)"
+    if (kh, kw) != (3, 3):
+        return f"a {kh}x{kw} depthwise kernel (it runs 3x3)"
+    if a["strides"] not in ((1, 1), (2, 2)) or a["dilations"] != (1, 1):
+        return f"strides {a['strides']} / dilations {a['dilations']} (it runs strides 1 and 2, " \
+               f"no dilation)"
+    if max(a["pads"]) > 2:
+        return f"pads {a['pads']} (it takes 0..2 per side)"
+    if x[0] != 1:
+        return f"batch {x[0]} (it runs batch 1)"
+    if passes.is_residual_conv(node):
+        return "a fused residual add"
+    return None
+
+
+def _depthwise_pack(module: Any, graph: Graph, node: Node) -> dict:
+    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    return {"taps": module.pack_weights(graph.constants[node.inputs[1]], b)}
+
+
+def _depthwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
+                     weights: dict) -> list:
+    _, h, w, c = graph.tensors[node.inputs[0]].shape
+    return module.build(drv, h, w, c, io[node.inputs[0]].address, weights["taps"].address,
+                        io[node.outputs[0]].address, stride=node.attrs["strides"][0],
+                        pads=node.attrs["pads"], act=node.attrs["activation"])
+
+
+CONV_DEPTHWISE = KernelChoice("conv_depthwise", "qpu_kernels.conv_depthwise", ("conv2d",),
+                              _depthwise_reject, _depthwise_pack, _depthwise_build)
+
+#: the QPU kernels the scheduler tries, in order of preference
+KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, SGEMM)
