@@ -1,0 +1,166 @@
+"""What every kernel builder shares: the Launch record, the program cache, the split of work items
+over QPUs and launches, the VDW setup words and the QPU code that joins the instances at the end.
+
+A builder (sgemm.build, conv_depthwise.build, ...) runs once at model load. It cuts its work into
+items (tiles), estimates each item's modelled cycles, groups items into launches that stay well
+under the backend's per-launch limit, deals each launch's items to up to 12 QPUs and writes one
+uniforms row per QPU. The host then calls `launch.run(drv)` for every Launch, every inference.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from vc4infer.qpu import isa
+
+#: wall-clock timeout handed to execute(); the hw backend caps it at its own mailbox limit, the
+#: emulator (which can be slow on big launches) uses it as is
+LAUNCH_TIMEOUT_SECONDS = 600.0
+#: per-launch budget when the backend has none (the emulator): the Pi's mailbox limit, so that a
+#: model plans the same launches on every backend
+DEFAULT_MAX_LAUNCH_SECONDS = 1.0
+#: plan launches to at most this fraction of the limit: the cycle estimates are approximate
+LAUNCH_BUDGET_FRACTION = 0.25
+#: the slowest V3D clock of any VideoCore IV board: launch budgets are computed at it
+PLANNING_CLOCK_HZ = 250e6
+#: semaphore the instances raise when they are done; instance 0 takes it once per instance
+DONE_SEMAPHORE = 0
+#: the guide gives the VDW store stride field 13 bits (vc4asm measured 16): stay within 13
+MAX_STORE_GAP_BYTES = (1 << 13) - 1
+
+
+class KernelShapeError(ValueError):
+    """The shapes or strides given to a kernel builder cannot be run by that kernel."""
+
+
+@dataclass
+class Launch:
+    """One execute: `n_threads` instances of `program`, row i of `uniforms` for instance i."""
+    program: object
+    uniforms: np.ndarray
+    n_threads: int
+
+    def run(self, drv) -> None:
+        """Execute this launch on `drv` (blocks until the QPUs are done)."""
+        drv.execute(self.n_threads, self.program, self.uniforms, timeout=LAUNCH_TIMEOUT_SECONDS)
+
+
+_programs: "weakref.WeakKeyDictionary[object, Dict[tuple, object]]" = weakref.WeakKeyDictionary()
+
+
+def cached_program(drv, kernel: Callable, *args) -> object:
+    """`kernel` assembled with `args` (hazard-checked: errors raise) and loaded into `drv`, once per
+    Driver and argument tuple; later calls return the same Program."""
+    per_driver = _programs.setdefault(drv, {})
+    key = (kernel.__module__, kernel.__name__) + tuple(args)
+    if key not in per_driver:
+        per_driver[key] = drv.program(kernel, *args, check=True)
+    return per_driver[key]
+
+
+def launch_budget_cycles(drv) -> float:
+    """Modelled cycles one launch may plan for on `drv` (a fraction of its per-launch limit)."""
+    limit = getattr(drv, "max_launch_seconds", None) or DEFAULT_MAX_LAUNCH_SECONDS
+    return LAUNCH_BUDGET_FRACTION * limit * PLANNING_CLOCK_HZ
+
+
+def split_items(item_cycles: Sequence[float], budget_cycles: float,
+                n_qpus: int = isa.NUM_QPUS) -> List[List[List[int]]]:
+    """Group item indices into launches and deal each launch's items round-robin to up to
+    `n_qpus` instances (neighbouring items share input rows, so the QPUs working at the same
+    time share the lines they fetch through the L2 cache). A launch is cut when its busiest
+    instance would exceed `budget_cycles`. Returns launches -> instances -> item indices."""
+    n = len(item_cycles)
+    if n == 0:
+        return []
+    per_item = max(float(max(item_cycles)), 1.0)
+    per_instance = max(1, int(budget_cycles // per_item))
+    per_launch = per_instance * n_qpus
+    launches = []
+    for start in range(0, n, per_launch):
+        items = list(range(start, min(n, start + per_launch)))
+        k = min(n_qpus, len(items))
+        launches.append([items[t::k] for t in range(k)])
+    return launches
+
+
+def uniforms_array(drv, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """A uint32 Driver array with one row per instance, padded with zeros to equal width."""
+    width = max(len(r) for r in rows)
+    out = drv.alloc((len(rows), width), "uint32")
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = np.asarray(row, dtype=np.int64) & 0xFFFFFFFF
+    return out
+
+
+def vdw_store_setup(rows: int, cols: int, vpm_y: int) -> int:
+    """VDW basic setup: `rows` memory rows of `cols` 32-bit words from VPM rows vpm_y.. (horizontal)."""
+    if not (1 <= rows <= 16 and 1 <= cols <= 16 and 0 <= vpm_y < isa.VPM_USER_ROWS):
+        raise KernelShapeError(f"VDW store of {rows}x{cols} words at VPM row {vpm_y} is out of range")
+    return isa.encode_fields(isa.VDW_STORE_FIELDS, id=isa.VDW_STORE_ID, units=rows, depth=cols,
+                             laned=0, horizontal=1, vpmbase=vpm_y << 4, modew=0)
+
+
+def vdw_stride_setup(gap_bytes: int) -> int:
+    """VDW stride setup: bytes from the end of one stored row to the start of the next."""
+    if not 0 <= gap_bytes <= MAX_STORE_GAP_BYTES:
+        raise KernelShapeError(f"a DMA store gap of {gap_bytes} bytes between rows exceeds the "
+                               f"{MAX_STORE_GAP_BYTES}-byte stride field: the row stride is too large")
+    return isa.encode_fields(isa.VDW_STRIDE_FIELDS, id=isa.VDW_STRIDE_ID, blockmode=0, stride=gap_bytes)
+
+
+def emit_bank_locks_init(asm, thread, locks: Sequence[int]) -> None:
+    """QPU code: instance 0 raises each semaphore of `locks` once, making it a free lock (a lock is
+    taken with sema_down and given back with sema_up; the others wait in sema_down until then)."""
+    with asm.namespace("locks_init"):
+        asm.mov(asm.null, thread, set_flags=True)
+        asm.jzc(asm.L.done)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        for sem in locks:
+            asm.sema_up(sem)
+        asm.L.done
+
+
+def emit_join_and_exit(asm, thread, n_threads, locks: Sequence[int] = ()) -> None:
+    """QPU code: every instance raises DONE_SEMAPHORE; instance 0 (register `thread` == 0) takes it
+    `n_threads` times, so that all stores have finished, takes back the `locks` it raised (every
+    semaphore ends at 0, as it started), then raises the host interrupt."""
+    with asm.namespace("join"):
+        asm.sema_up(DONE_SEMAPHORE)
+        asm.mov(asm.null, thread, set_flags=True)
+        asm.jzc(asm.L.others)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.mov(asm.r0, n_threads)
+        asm.L.wait
+        asm.sema_down(DONE_SEMAPHORE)
+        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
+        asm.jzc(asm.L.wait)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        for sem in locks:
+            asm.sema_down(sem)
+        asm.exit(interrupt=True)
+        asm.L.others
+        asm.exit(interrupt=False)
+
+
+def launch_rows(drv, program, rows_per_launch: List[List[List[int]]]) -> List[Launch]:
+    """Launches from uniform rows (launches -> instances -> words)."""
+    return [Launch(program=program, uniforms=uniforms_array(drv, rows), n_threads=len(rows))
+            for rows in rows_per_launch]
+
+
+def check_row_span(name: str, rows: int, row_bytes: int, stride_bytes: int) -> Tuple[int, int]:
+    """Validate a strided operand; return (stride, bytes spanned) for overlap checks."""
+    if stride_bytes % 4 or stride_bytes < row_bytes:
+        raise KernelShapeError(f"{name}: row stride of {stride_bytes} bytes must be a multiple of 4 "
+                               f"and at least the row's {row_bytes} bytes")
+    return stride_bytes, (rows - 1) * stride_bytes + row_bytes
