@@ -1,0 +1,104 @@
+"""The QPU's float behaviour (spec §3.4): fadd/fsub/itof round toward zero, fmul to nearest,
+denormals flushed to +0, NaN and Inf as VC4C's hardware tests found them, ftoi truncation and its
+out-of-range results, fmin/fmax orderings and their C flags. Expected values: numpy, with rounding
+toward zero built from float64 sums and np.nextafter (independent of the emulator's code)."""
+import numpy as np
+
+from emu_rig import run_body
+from vc4infer.qpu import qpu
+
+F32 = np.float32
+RNG = np.random.default_rng(5)
+
+
+def rtz(exact: np.ndarray) -> np.ndarray:
+    """float64 values rounded toward zero to float32, denormals flushed to +0."""
+    f = exact.astype(np.float32)
+    over = np.abs(f.astype(np.float64)) > np.abs(exact)
+    f[over] = np.nextafter(f[over], np.float32(0))
+    f[np.abs(f) < np.finfo(np.float32).tiny] = 0
+    return f
+
+
+@qpu
+def binary(asm, op):
+    mov(r0, vpm)
+    mov(r1, vpm)
+    {"fadd": fadd, "fsub": fsub, "fmin": fmin, "fmax": fmax, "fminabs": fminabs,
+     "fmaxabs": fmaxabs, "fmul": fmul}[op](vpm, r0, r1)
+
+
+def run_binary(op, a, b):
+    return run_body(binary, np.stack([a, b]).astype(np.float32), 1, op, dtype=np.float32)[0]
+
+
+def test_fadd_fsub_round_toward_zero():
+    a = (RNG.standard_normal(16) * 10.0 ** RNG.integers(-3, 4, 16)).astype(F32)
+    b = (RNG.standard_normal(16) * 10.0 ** RNG.integers(-3, 4, 16)).astype(F32)
+    a[0], b[0] = 1.0, 3 * 2.0 ** -25          # nearest would give 1 + 2^-23; toward zero gives 1
+    a[1], b[1] = -1.0, -3 * 2.0 ** -25
+    got = run_binary("fadd", a, b)
+    assert np.array_equal(got, rtz(a.astype(np.float64) + b.astype(np.float64)))
+    assert got[0] == 1.0 and got[1] == -1.0
+    got = run_binary("fsub", a, b)
+    assert np.array_equal(got, rtz(a.astype(np.float64) - b.astype(np.float64)))
+
+
+def test_fmul_rounds_to_nearest():
+    a = RNG.standard_normal(16).astype(F32)
+    b = RNG.standard_normal(16).astype(F32)
+    assert np.array_equal(run_binary("fmul", a, b), a * b)
+
+
+def test_denormals_are_flushed_to_plus_zero():
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    a = np.array([tiny / 4, -tiny / 2, tiny, tiny * 1.5] * 4, dtype=F32)
+    b = np.array([0.0, 0.0, -tiny / 2, -tiny] * 4, dtype=F32)
+    got = run_binary("fadd", a, b)
+    assert np.array_equal(got.view(np.uint32)[:4], np.array([0, 0, tiny.view(np.uint32), 0], dtype=np.uint32))
+    got = run_binary("fmul", a, np.full(16, 2.0, F32))
+    assert got.view(np.uint32)[0] == 0 and got.view(np.uint32)[1] == 0      # -denormal -> +0
+
+
+def test_nan_and_inf_follow_the_hardware_tests():
+    nan, inf = np.float32(np.nan), np.float32(np.inf)
+    a = np.array([nan, 1.0, -nan, inf, 0.0, inf, nan, 2.0] * 2, dtype=F32)
+    b = np.array([1.0, nan, 1.0, -inf, nan, -2.0, -nan, 3.0] * 2, dtype=F32)
+    a[2] = np.uint32(0xFFC00000).view(np.float32)          # -NaN
+    b[6] = np.uint32(0xFFC00000).view(np.float32)
+    s = run_binary("fadd", a, b)
+    assert list(s[:8]) == [inf, inf, -inf, -inf, inf, inf, -inf, 5.0]
+    m = run_binary("fmul", a, b)
+    assert list(m[:8]) == [inf, inf, -inf, -inf, 0.0, -inf, -inf, 6.0]   # 0 * NaN = 0
+
+
+def test_min_max_order_like_sign_magnitude_and_abs_variants():
+    a = RNG.standard_normal(16).astype(F32)
+    b = RNG.standard_normal(16).astype(F32)
+    assert np.array_equal(run_binary("fmin", a, b), np.minimum(a, b))
+    assert np.array_equal(run_binary("fmax", a, b), np.maximum(a, b))
+    assert np.array_equal(run_binary("fminabs", a, b), np.minimum(np.abs(a), np.abs(b)))
+    assert np.array_equal(run_binary("fmaxabs", a, b), np.maximum(np.abs(a), np.abs(b)))
+
+
+@qpu
+def conversions(asm):
+    mov(r0, vpm)
+    mov(r1, vpm)
+    ftoi(vpm, r0)
+    itof(vpm, r1)
+
+
+def test_ftoi_truncates_and_itof_rounds_toward_zero():
+    f = np.array([2.7, -2.7, 1e10, -1e10, np.nan, np.inf, -np.inf, 0.0,
+                  2147483520.0, -2147483648.0, 1.5, -0.5, 3e-39, 100.0, 7.9, -7.9], dtype=F32)
+    f[13] = np.finfo(np.float32).max
+    i = np.array([16777219, -16777219, 1, -1, 0, 2**31 - 1, -2**31, 123456789] * 2, dtype=np.int32)
+    out = run_body(conversions, np.stack([f.view(np.uint32), i.view(np.uint32)]), 2)
+    f64 = f.astype(np.float64)
+    expected = np.where(np.isfinite(f) & (f64 >= -2.0**31) & (f64 < 2.0**31),
+                        np.trunc(np.nan_to_num(f)), 0).astype(np.int64)
+    expected[13] = -2**31                                   # FLT_MAX -> INT_MIN
+    assert np.array_equal(out[0].view(np.int32), expected.astype(np.int32))
+    assert np.array_equal(out[1].view(np.float32), rtz(i.astype(np.float64)))
+    assert out[1].view(np.float32)[0] == 16777218.0          # nearest would be 16777220

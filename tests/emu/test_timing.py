@@ -1,0 +1,166 @@
+"""The timing model on programs whose cycle counts follow by hand from timing.py's parameters:
+4 cycles per instruction, VPM read setup latency, VDW start-up + bytes / rate through the shared
+engine and SDRAM, TMU hit latency and SDRAM line fills; stalls reported by cause."""
+import math
+
+import numpy as np
+import pytest
+
+from emu_rig import Rig
+from vc4infer.emu import timing
+from vc4infer.qpu import assemble, qpu
+
+ISSUE = timing.ISSUE_CYCLES
+
+
+def n_words(kernel, *args):
+    return len(assemble(kernel, *args)) // 8
+
+
+@qpu
+def straight_line(asm, n):
+    for _ in range(n):
+        nop()
+    exit()
+
+
+@pytest.mark.parametrize("clock_hz", timing.CLOCKS_HZ)
+def test_straight_line_code_issues_every_four_cycles(clock_hz):
+    rig = Rig(clock_hz=clock_hz)
+    stats = rig.run(rig.program(straight_line, 10), [[]])
+    n = n_words(straight_line, 10)
+    assert stats.instructions == (n,)
+    assert stats.cycles == (ISSUE * n,)
+    assert stats.modelled_seconds == pytest.approx(ISSUE * n / clock_hz)
+    assert sum(stats.stalls.values()) == 0
+
+
+@qpu
+def early_vpm_read(asm):
+    setup_vpm_read(nrows=1)          # cycle 0
+    mov(r0, vpm)                     # issues at 4, data ready at VPM_READ_SETUP_CYCLES
+    exit()
+
+
+def test_vpm_read_right_after_setup_stalls_until_the_data_is_there():
+    rig = Rig()
+    stats = rig.run(rig.program(early_vpm_read), [[]])
+    stall = timing.VPM_READ_SETUP_CYCLES - ISSUE
+    assert stats.stalls["vpm_read"] == stall
+    assert stats.cycles == (ISSUE * n_words(early_vpm_read) + stall,)
+
+
+def dram_line(start, dram_free, clock_hz):
+    """(ready cycle, new SDRAM-free cycle) of one 64-byte line fetched from SDRAM at `start`."""
+    per_byte = clock_hz / timing.DRAM_BYTES_PER_SECOND
+    begin = max(start, dram_free)
+    return begin + timing.DRAM_LATENCY_SECONDS * clock_hz + 64 * per_byte, begin + 64 * per_byte
+
+
+@qpu
+def read_uniforms(asm, n):
+    for _ in range(n):
+        mov(r0, uniform)
+    exit()
+
+
+def test_uniform_stream_pays_for_each_new_line():
+    rig = Rig()
+    stats = rig.run(rig.program(read_uniforms, 17), [list(range(17))])
+    first, dram_free = dram_line(0, 0.0, 250e6)                   # read 0 enters line 0
+    stall0 = math.ceil(first)
+    issue16 = stall0 + 16 * ISSUE                                 # read 16 enters line 1
+    second, _ = dram_line(issue16, dram_free, 250e6)
+    stall1 = math.ceil(second - issue16)
+    assert stats.stalls["uniforms"] == stall0 + stall1
+    assert stats.extra["uniform_lines"] == 2 and stats.extra["uniform_l2_misses"] == 2
+    assert stats.cycles == (ISSUE * n_words(read_uniforms, 17) + stall0 + stall1,)
+
+
+@qpu
+def one_row_store(asm):
+    mov(ra0, uniform)                # 0: the uniform line comes from SDRAM
+    setup_vpm_write()
+    mov(vpm, 1)
+    setup_dma_store(nrows=1)
+    start_dma_store(ra0)             # the transfer starts
+    wait_dma_store()                 # stalls until it ends
+    exit()
+
+
+def _store(start, engine_free, dram_free, nbytes, clock_hz):
+    """(end, engine free, SDRAM free) of a VDW transfer requested at `start`."""
+    dram_bpc = timing.DRAM_BYTES_PER_SECOND / clock_hz
+    begin = max(start, engine_free)
+    data = max(begin + timing.VDW_STARTUP_CYCLES, dram_free)
+    end = data + nbytes / min(timing.VDW_BYTES_PER_CYCLE, dram_bpc)
+    return end, end, data + nbytes / dram_bpc
+
+
+@pytest.mark.parametrize("clock_hz", [250e6, 400e6])
+def test_dma_store_time_and_the_shared_engine(clock_hz):
+    rig = Rig(clock_hz=clock_hz)
+    outs = [rig.buffer(64, f"out{i}") for i in range(2)]
+    stats = rig.run(rig.program(one_row_store), [[outs[0]], [outs[1]]])
+    n = n_words(one_row_store)
+    # both QPUs read their uniform at cycle 0 (QPU 0 first): two SDRAM line fetches
+    ready0, dram = dram_line(0, 0.0, clock_hz)
+    ready1, dram = dram_line(0, dram, clock_hz)
+    after = [math.ceil(ready0) + ISSUE, math.ceil(ready1) + ISSUE]
+    starts = [a + 3 * ISSUE for a in after]                       # start_dma_store issues
+    end0, engine, dram = _store(starts[0], 0.0, dram, 64, clock_hz)
+    end1, engine, dram = _store(starts[1], engine, dram, 64, clock_hz)   # queued behind QPU 0's
+    ends = [math.ceil(end0), math.ceil(end1)]
+    waits = [s + ISSUE for s in starts]
+    assert list(stats.cycles) == [e + (n - 5) * ISSUE for e in ends]
+    assert stats.stalls["dma_store_wait"] == sum(e - w for e, w in zip(ends, waits))
+    assert stats.stalls["uniforms"] == math.ceil(ready0) + math.ceil(ready1)
+    assert stats.dma_store_bytes == 128 and stats.dma_load_bytes == 0
+
+
+@qpu
+def one_tmu_read(asm):
+    mov(ra0, uniform)                # 0: the uniform line comes from SDRAM
+    imul24(r0, element_number, 4)
+    iadd(r0, r0, ra0)
+    mov(tmu0_s, r0)                  # one 64-byte line, missing both caches
+    nop(sig="load tmu0")             # waits for the data
+    mov(tmu0_s, r0)                  # the same line again: an L1 hit
+    nop(sig="load tmu0")
+    exit()
+
+
+def test_tmu_miss_then_hit_latency():
+    clock = 250e6
+    rig = Rig(clock_hz=clock)
+    data = rig.buffer(np.arange(16, dtype=np.uint32))     # 4096-aligned: one cache line
+    stats = rig.run(rig.program(one_tmu_read), [[data]])
+    ready, dram = dram_line(0, 0.0, clock)
+    request = math.ceil(ready) + 3 * ISSUE                # cycle of the first TMU write
+    line_ready, _ = dram_line(request, dram, clock)
+    miss_ready = math.ceil(max(request + timing.TMU_HIT_LATENCY_CYCLES, line_ready))
+    first_stall = miss_ready - (request + ISSUE)
+    second_stall = timing.TMU_HIT_LATENCY_CYCLES - ISSUE
+    assert stats.stalls["tmu"] == first_stall + second_stall
+    assert stats.extra["tmu_l1_misses"] == 1 and stats.extra["tmu_l2_misses"] == 1
+    assert stats.tmu_bytes == 128 and stats.extra["dram_bytes"] == 128   # the TMU line + uniforms
+    assert stats.cycles == (ISSUE * n_words(one_tmu_read) + math.ceil(ready) + first_stall + second_stall,)
+
+
+@qpu
+def mutex_section(asm):
+    mutex_acquire()                  # 0
+    nop()                            # 4
+    nop()                            # 8
+    mutex_release()                  # 12
+    exit()
+
+
+def test_mutex_wait_is_the_holders_remaining_time():
+    rig = Rig()
+    stats = rig.run(rig.program(mutex_section), [[], []])
+    n = n_words(mutex_section)
+    # QPU 0 takes it at cycle 0 and releases it at cycle 12; QPU 1 retries at 13
+    assert stats.cycles[0] == ISSUE * n
+    assert stats.stalls["mutex"] == 13
+    assert stats.cycles[1] == 13 + ISSUE * n

@@ -1,0 +1,306 @@
+"""The two ALUs of a QPU: add-pipe and mul-pipe opcodes on 16 elements, with the QPU's float
+behaviour and the C flag each opcode produces (spec §3).
+
+Operands and results are uint32[16] arrays (bit patterns) with float32 views of the same memory.
+Float behaviour modelled (spec §3.4):
+- denormal inputs and outputs are flushed to +0 (VC4C's hardware tests: "+-0 and all subnormal
+  numbers are flushed to +0" for fadd/fsub/fmul);
+- fadd, fsub and itof round toward zero (VC4C `FlushDenormsAndRoundToZero`); the sum is formed exactly
+  in float64 (exact whenever the exponents differ by at most 29) and its mantissa truncated to 24 bits;
+- fmul rounds to nearest even (not stated by any source; VC4C emulates it so; spec U6);
+- NaN and Inf follow VC4C's tests: a NaN operand of fadd/fsub/fmul gives Inf with the NaN's sign
+  (the second operand's NaN wins), Inf + -Inf gives -Inf, 0 * anything (NaN, Inf) gives 0;
+- fmin/fmax/fminabs/fmaxabs compare like sign-magnitude integers (so -NaN < -Inf < ... < Inf < NaN),
+  compare magnitudes when both operands are denormal, return the second operand on ties and pass
+  the chosen operand's bits through unchanged;
+- ftoi truncates; NaN, Inf and values outside int32 give 0, except +-FLT_MAX which give INT_MIN.
+
+C flags (spec §3.3): where vc4asm and VC4C disagree (itof, mul24) we follow vc4asm, whose author
+measured the hardware; `carry_alternative` gives VC4C's reading so strict mode can flag programs whose
+flags would differ.
+"""
+import numpy as np
+
+from vc4infer.emu.jit import jit, jit_inline
+
+EXP_MASK = 0x7F800000
+SIGN = 0x80000000
+MAG = 0x7FFFFFFF
+POS_INF = 0x7F800000
+NEG_INF = 0xFF800000
+FLT_MAX = 0x7F7FFFFF
+TRUNC_TO_F32 = -0x20000000      # clears the 29 float64 mantissa bits that float32 does not have
+M32 = 0xFFFFFFFF
+
+
+@jit
+def _special(x):
+    """NaN or Inf bit pattern."""
+    return (x & EXP_MASK) == EXP_MASK
+
+
+@jit
+def _is_nan(x):
+    return (x & EXP_MASK) == EXP_MASK and (x & 0x7FFFFF) != 0
+
+
+@jit
+def _fadd_lanes(a, b, af, bf, r, rf, d64, di, negate_b):
+    """r = a + b (or a - b) with the QPU's flush-to-zero, round-toward-zero and NaN/Inf rules."""
+    special = False
+    sign_flip = 1.0 if negate_b == 0 else -1.0
+    for i in range(16):
+        x = np.int64(a[i])
+        y = np.int64(b[i])
+        fx = np.float64(af[i]) if (x & EXP_MASK) != 0 else 0.0
+        fy = np.float64(bf[i]) if (y & EXP_MASK) != 0 else 0.0
+        exact = np.float64(fx + sign_flip * fy)
+        truncated = np.int64(exact.view(np.int64) & TRUNC_TO_F32)
+        single = np.float32(truncated.view(np.float64))
+        v = np.int64(single.view(np.uint32))
+        r[i] = v if (v & EXP_MASK) != 0 else 0
+        special |= ((x & EXP_MASK) == EXP_MASK) | ((y & EXP_MASK) == EXP_MASK)
+    if special:
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            if negate_b != 0:
+                y ^= SIGN
+            if _is_nan(y):
+                r[i] = NEG_INF if y & SIGN else POS_INF
+            elif _is_nan(x):
+                r[i] = NEG_INF if x & SIGN else POS_INF
+            elif _special(x) and _special(y) and ((x ^ y) & SIGN) != 0:
+                r[i] = NEG_INF
+            elif _special(x):
+                r[i] = x
+            elif _special(y):
+                r[i] = y
+
+
+@jit
+def _fmul_lanes(a, b, af, bf, r, rf):
+    special = False
+    for i in range(16):
+        x = np.int64(a[i])
+        y = np.int64(b[i])
+        zero = ((x & EXP_MASK) == 0) | ((y & EXP_MASK) == 0)
+        rf[i] = np.float32(0.0 if zero else np.float64(af[i]) * np.float64(bf[i]))
+        special |= ((x & EXP_MASK) == EXP_MASK) | ((y & EXP_MASK) == EXP_MASK)
+    for i in range(16):
+        v = np.int64(r[i])
+        if (v & EXP_MASK) == 0:
+            r[i] = 0
+    if special:
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            if (x & EXP_MASK) == 0 or (y & EXP_MASK) == 0:
+                r[i] = 0
+            elif _special(x) or _special(y):
+                r[i] = ((x ^ y) & SIGN) | POS_INF
+
+
+@jit
+def _minmax_key(x, both_denormal):
+    m = x & MAG
+    if both_denormal:
+        return m
+    return -m if x & SIGN else m
+
+
+@jit
+def _to_signed(x):
+    return x - ((x & SIGN) << 1)
+
+
+@jit
+def _sat_u8(v):
+    return 0 if v < 0 else (255 if v > 255 else v)
+
+
+@jit
+def v8_op(kind, x, y):
+    """Per-byte unsigned ops: 0 adds, 1 subs, 2 min, 3 max, 4 muld."""
+    out = 0
+    for k in range(4):
+        p = (x >> (8 * k)) & 255
+        q = (y >> (8 * k)) & 255
+        if kind == 0:
+            v = _sat_u8(p + q)
+        elif kind == 1:
+            v = _sat_u8(p - q)
+        elif kind == 2:
+            v = p if p < q else q
+        elif kind == 3:
+            v = p if p > q else q
+        else:
+            v = (p * q + 127) // 255
+        out |= v << (8 * k)
+    return out
+
+
+@jit
+def _clz(x):
+    n = 0
+    while n < 32 and ((x >> (31 - n)) & 1) == 0:
+        n += 1
+    return n
+
+
+@jit_inline
+def add_pipe(op, a, b, af, bf, r, rf, c, d64, di):
+    """Run add-pipe opcode `op` on 16 elements: r = result bits, c = C flag per element.
+    One loop per opcode keeps the element loops branch-free for the compiler."""
+    if op == 1 or op == 2:                     # fadd, fsub
+        _fadd_lanes(a, b, af, bf, r, rf, d64, di, op - 1)
+        for i in range(16):
+            v = np.int64(r[i])
+            c[i] = 1 if (v & SIGN) == 0 and (v & MAG) != 0 else 0
+    elif op == 12:                             # iadd: C = unsigned carry
+        for i in range(16):
+            s = np.int64(a[i]) + np.int64(b[i])
+            r[i] = s & M32
+            c[i] = 1 if s > M32 else 0
+    elif op == 13:                             # isub: C = unsigned borrow
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            r[i] = (x - y) & M32
+            c[i] = 1 if x < y else 0
+    elif op >= 20 and op <= 23:                # band bor bxor bnot: C = 0
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            if op == 20:
+                r[i] = x & y
+            elif op == 21:
+                r[i] = x | y
+            elif op == 22:
+                r[i] = x ^ y
+            else:
+                r[i] = (~x) & M32
+            c[i] = 0
+    elif op >= 14 and op <= 17:                # shr asr ror shl (shift by the low 5 bits)
+        for i in range(16):
+            x = np.int64(a[i])
+            s = np.int64(b[i]) & 31
+            cf = 0
+            if op == 14:
+                res = x >> s
+                cf = (x >> (s - 1)) & 1 if s > 0 else 0
+            elif op == 15:
+                res = (_to_signed(x) >> s) & M32
+                cf = (x >> (s - 1)) & 1 if s > 0 else 0
+            elif op == 16:
+                res = ((x >> s) | (x << (32 - s))) & M32 if s > 0 else x
+            else:
+                res = (x << s) & M32
+                cf = (x >> (32 - s)) & 1 if s > 0 else 0
+            r[i] = res
+            c[i] = cf
+    elif op == 18 or op == 19:                 # imin, imax: C = a > b (signed)
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            sx = _to_signed(x)
+            sy = _to_signed(y)
+            if op == 18:
+                r[i] = x if sx < sy else y
+            else:
+                r[i] = x if sx > sy else y
+            c[i] = 1 if sx > sy else 0
+    elif op >= 3 and op <= 6:                  # fmin fmax fminabs fmaxabs: C = a > b
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            both_den = (x & EXP_MASK) == 0 and (y & EXP_MASK) == 0
+            if op <= 4:
+                kx = _minmax_key(x, both_den)
+                ky = _minmax_key(y, both_den)
+                if op == 3:
+                    r[i] = x if kx < ky else y
+                else:
+                    r[i] = x if kx > ky else y
+            else:
+                kx = x & MAG
+                ky = y & MAG
+                if op == 5:
+                    r[i] = kx if kx < ky else ky
+                else:
+                    r[i] = kx if kx > ky else ky
+            c[i] = 1 if kx > ky else 0
+    elif op == 7:                              # ftoi: C = 0
+        for i in range(16):
+            x = np.int64(a[i])
+            res = 0
+            if (x & EXP_MASK) != 0 and not _special(x):
+                if (x & MAG) == FLT_MAX:
+                    res = SIGN
+                else:
+                    d = np.float64(af[i])
+                    if -2147483648.0 <= d < 2147483648.0:
+                        res = np.int64(d) & M32
+            r[i] = res
+            c[i] = 0
+    elif op == 8:                              # itof, rounded toward zero; C = 0 (vc4asm)
+        for i in range(16):
+            d64[i] = np.float64(_to_signed(np.int64(a[i])))
+        for i in range(16):
+            di[i] &= TRUNC_TO_F32
+        for i in range(16):
+            rf[i] = np.float32(d64[i])
+            c[i] = 0
+    elif op == 24:                             # clz
+        for i in range(16):
+            r[i] = _clz(np.int64(a[i]))
+            c[i] = 0
+    elif op == 30 or op == 31:                 # v8adds, v8subs
+        for i in range(16):
+            r[i] = v8_op(op - 30, np.int64(a[i]), np.int64(b[i]))
+            c[i] = 0
+    else:                                      # nop and reserved codes produce nothing
+        for i in range(16):
+            r[i] = 0
+            c[i] = 0
+
+
+@jit_inline
+def mul_pipe(op, a, b, af, bf, r, rf, c):
+    """Run mul-pipe opcode `op` on 16 elements."""
+    if op == 1:
+        _fmul_lanes(a, b, af, bf, r, rf)
+        for i in range(16):
+            c[i] = 0
+    elif op == 2:                              # mul24: C = product > 0xFFFFFF (vc4asm)
+        for i in range(16):
+            p = (np.int64(a[i]) & 0xFFFFFF) * (np.int64(b[i]) & 0xFFFFFF)
+            r[i] = p & M32
+            c[i] = 1 if p > 0xFFFFFF else 0
+    elif op >= 3:
+        kind = 4 if op == 3 else (2 if op == 4 else (3 if op == 5 else op - 6))
+        for i in range(16):
+            x = np.int64(a[i])
+            y = np.int64(b[i])
+            if x == y and (op == 4 or op == 5):    # v8min/v8max x, x: the mul pipe's mov
+                r[i] = x
+            else:
+                r[i] = v8_op(kind, x, y)
+            c[i] = 0
+    else:
+        for i in range(16):
+            r[i] = 0
+            c[i] = 0
+
+
+@jit
+def carry_alternative(pipe, op, a, b, r, i):
+    """VC4C's reading of the C flag where it differs from vc4asm's (spec §3.3 DISAGREE rows), or -1
+    where both agree: itof -> result > 0; mul24 -> 48-bit product > 0xFFFFFFFF."""
+    if pipe == 0 and op == 8:
+        v = np.int64(r[i])
+        return 1 if (v & SIGN) == 0 and (v & MAG) != 0 else 0
+    if pipe == 1 and op == 2:
+        p = (np.int64(a[i]) & 0xFFFFFF) * (np.int64(b[i]) & 0xFFFFFF)
+        return 1 if p > M32 else 0
+    return -1

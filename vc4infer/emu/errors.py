@@ -1,0 +1,23 @@
+"""Errors the emulator raises. Each is a DriverError, so Driver users catch one family."""
+from hostside.driver.errors import DriverError
+
+
+class EmulatorError(DriverError):
+    """Base of the errors a QPU program run on the emulator can cause."""
+
+
+class MemoryFaultError(EmulatorError):
+    """A DMA, TMU, uniform or instruction access outside every live GPU buffer. Nothing was written."""
+
+
+class DeadlockError(EmulatorError):
+    """Every QPU that has not ended waits for something only another waiting QPU could give."""
+
+
+class BudgetExceededError(EmulatorError):
+    """The launch ran past its instruction or cycle budget (a runaway loop, or a budget set too low)."""
+
+
+class UndefinedBehaviourError(EmulatorError):
+    """The program does something whose result the hardware leaves undefined (raised in strict mode,
+    and always where the hardware would hang or the emulator cannot give any defined result)."""

@@ -1,0 +1,94 @@
+"""Every parameter of the emulator's timing model, each with its source or the reasoning behind it.
+
+Figures produced with these parameters are *modelled*: no Raspberry Pi measured them. Published
+measurements exist only for the QPU issue rate and for VPM DMA throughput; everything else is an
+estimate, said so below, chosen to be plausible and to keep relative costs (hit < L2 < DRAM) right.
+All cycle counts are V3D clock cycles; the model runs at `clock_hz` (250, 300 or 400 MHz).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vc4infer.qpu import isa
+
+#: One instruction issues every 4 clocks per QPU: "instruction cycle time of four system clocks"
+#: (reference guide p.16; each instruction runs 4 quads through a 4-wide ALU).
+ISSUE_CYCLES = 4
+
+#: VPM generic read: the guide makes data available 3 instructions after the read setup (p.56);
+#: hardware stalls an earlier read instead of returning garbage (vc4asm addendum), so an early read
+#: waits until then.
+VPM_READ_SETUP_CYCLES = isa.VPM_READ_SETUP_INSTRUCTIONS * ISSUE_CYCLES
+
+# VCD (DMA load) and VDW (DMA store) are modelled as: fixed start-up cycles + bytes / rate, and the
+# engine handles one transfer at a time (requests queue in order). Two published points per
+# direction (Pi 2, V3D at 250 MHz; research/anchors.md §4b) fix both constants:
+#   load: 64 B single vector ~200 MB/s -> 80 cycles; 16x16 words (1 KiB) 690 MB/s -> 371 cycles;
+#   store: 64 B ~300 MB/s -> 53.3 cycles; 128 vectors (8 KiB) 1.12 GB/s -> 1828.6 cycles.
+#: VCD start-up cycles and sustained bytes per cycle (from the two load points above)
+VCD_STARTUP_CYCLES = 60.6
+VCD_BYTES_PER_CYCLE = 3.30
+#: VDW start-up cycles and sustained bytes per cycle (from the two store points above)
+VDW_STARTUP_CYCLES = 39.4
+VDW_BYTES_PER_CYCLE = 4.58
+# The engines are in the V3D clock domain, so their per-cycle figures are kept at other clocks;
+# the SDRAM is not, so its limits below are in seconds and bytes per second.
+
+#: Shared SDRAM bandwidth that DMA and TMU line fills compete for. Not published; derived as
+#: 2 x sdram_freq (450 MHz on Pi 2/3/Zero) x 4 bytes for 32-bit LPDDR2 (anchors.md §4b, DERIVED).
+DRAM_BYTES_PER_SECOND = 3.6e9
+#: SDRAM access latency seen by a TMU line fill. Estimate (no published figure): typical LPDDR2
+#: random-access latency from a GPU-side client, ~150 ns.
+DRAM_LATENCY_SECONDS = 150e-9
+
+#: TMU direct lookup that hits in its L1 cache: cycles from the TMU write to data in the receive
+#: FIFO. Estimate (not published): 9 instructions, what Mesa-era kernels hide between a TMU write
+#: and its ldtmu when they can.
+TMU_HIT_LATENCY_CYCLES = 36
+#: A TMU accepts one 16-element request per this many cycles (4 lanes per clock like the QPU's
+#: quads). Estimate.
+TMU_CYCLES_PER_REQUEST = 4
+#: Extra cycles for each 64-byte line that misses the TMU L1 and hits the V3D L2C. Estimate.
+TMU_L2_HIT_CYCLES_PER_LINE = 8
+#: Geometry of the modelled caches. TMU L1: 4 KiB, 64-byte lines (vc4asm addendum, measured); its
+#: associativity is not published: direct-mapped is modelled, which matches the addendum's
+#: observation that 4 KiB-aliasing addresses evict each other. L2C: "32 KiB ?", 4-way, 64-byte
+#: lines (vc4asm addendum, size uncertain); LRU replacement is an assumption.
+CACHE_LINE_BYTES = 64
+TMU_L1_LINES = 4096 // CACHE_LINE_BYTES
+L2_WAYS = 4
+L2_SETS = 32768 // CACHE_LINE_BYTES // L2_WAYS
+
+#: Uniforms: the stream is read through a per-slice uniforms cache backed by the L2C (guide p.14);
+#: its size is not published (spec U15). Modelled: each QPU keeps its current 64-byte line; a read
+#: that enters another line costs that line's L2C access (TMU_L2_HIT_CYCLES_PER_LINE on a hit, SDRAM
+#: latency + transfer on a miss) as a stall, with no prefetch credit. Estimate. The stall is added to
+#: the reading instruction's issue time; other effects of that instruction (a DMA it starts) keep
+#: the unstalled cycle.
+#: SFU: result in r4 three instructions after the write (guide p.23); no further stall is modelled.
+#: Instruction fetches are modelled as cache hits (kernels loop in small code; no cost published).
+CLOCKS_HZ = (250e6, 300e6, 400e6)
+DEFAULT_CLOCK_HZ = 250e6
+
+# indices of the parameter vector handed to the compiled loop
+(TP_ISSUE, TP_VPM_READ, TP_VCD_STARTUP, TP_VCD_BPC, TP_VDW_STARTUP, TP_VDW_BPC, TP_DRAM_BPC,
+ TP_DRAM_LATENCY, TP_TMU_HIT, TP_TMU_ISSUE, TP_TMU_L2_LINE, TP_N) = range(12)
+
+
+def parameters(clock_hz: float = DEFAULT_CLOCK_HZ) -> np.ndarray:
+    """The timing parameters in cycles of a V3D clock of `clock_hz`, as the loop's float64 vector."""
+    if clock_hz <= 0:
+        raise ValueError(f"clock_hz must be positive, got {clock_hz}")
+    tp = np.zeros(TP_N, dtype=np.float64)
+    tp[TP_ISSUE] = ISSUE_CYCLES
+    tp[TP_VPM_READ] = VPM_READ_SETUP_CYCLES
+    tp[TP_VCD_STARTUP] = VCD_STARTUP_CYCLES
+    tp[TP_VCD_BPC] = VCD_BYTES_PER_CYCLE
+    tp[TP_VDW_STARTUP] = VDW_STARTUP_CYCLES
+    tp[TP_VDW_BPC] = VDW_BYTES_PER_CYCLE
+    tp[TP_DRAM_BPC] = DRAM_BYTES_PER_SECOND / clock_hz
+    tp[TP_DRAM_LATENCY] = DRAM_LATENCY_SECONDS * clock_hz
+    tp[TP_TMU_HIT] = TMU_HIT_LATENCY_CYCLES
+    tp[TP_TMU_ISSUE] = TMU_CYCLES_PER_REQUEST
+    tp[TP_TMU_L2_LINE] = TMU_L2_HIT_CYCLES_PER_LINE
+    return tp

@@ -1,0 +1,93 @@
+"""TMU direct memory lookups through the modelled caches (spec §11).
+
+Each of the 6 TMUs (2 per slice) has an L1 cache (4 KiB, 64-byte lines, direct-mapped; see
+timing.py); all share the V3D L2C (32 KiB, 4-way, LRU). Caches hold *copies* of the data they
+fetched, and VDW DMA stores do not update them (no coherency mechanism is documented; vc4asm issue
+#5: "VPM writer (VDW) writes data to the memory directly"), so a kernel that TMU-reads data DMA-
+stored earlier in the same launch gets the stale copy, as it would on a board. Caches are
+invalidated at every launch (execute_qpu with noflush = 0 flushes them).
+
+Elements are looked up in element order (vc4asm: "the items are loaded in order of the QPU element
+number"). The bottom two address bits are ignored (guide p.41).
+"""
+import numpy as np
+
+from vc4infer.emu.jit import jit
+from vc4infer.emu.memory import in_buffer, load_u32
+from vc4infer.emu.timing import CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES
+
+
+def new_caches(n_tmus: int):
+    """Empty cache state: (l1 tags, l1 data, l2 tags, l2 LRU stamps, l2 data)."""
+    return (np.full((n_tmus, TMU_L1_LINES), -1, dtype=np.int64),
+            np.zeros((n_tmus, TMU_L1_LINES, CACHE_LINE_BYTES), dtype=np.uint8),
+            np.full((L2_SETS, L2_WAYS), -1, dtype=np.int64),
+            np.zeros((L2_SETS, L2_WAYS), dtype=np.int64),
+            np.zeros((L2_SETS, L2_WAYS, CACHE_LINE_BYTES), dtype=np.uint8))
+
+
+def invalidate(caches) -> None:
+    """Forget every cached line (what a launch with noflush = 0 does)."""
+    caches[0][:] = -1
+    caches[2][:] = -1
+    caches[3][:] = 0
+
+
+@jit
+def _fill_from_memory(mem, membase, line, dst):
+    base = line * CACHE_LINE_BYTES - membase
+    for k in range(CACHE_LINE_BYTES):
+        o = base + k
+        dst[k] = mem[o] if 0 <= o < mem.shape[0] else 0
+
+
+@jit
+def l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp):
+    """Look up (and on a miss, fill) 64-byte line `line` in the L2C. Returns (set, way, missed)."""
+    s = line % L2_SETS
+    way = -1
+    for w in range(L2_WAYS):
+        if l2tag[s, w] == line:
+            way = w
+    missed = way < 0
+    if missed:
+        way = 0
+        for w in range(1, L2_WAYS):
+            if l2lru[s, w] < l2lru[s, way]:
+                way = w
+        l2tag[s, way] = line
+        _fill_from_memory(mem, membase, line, l2data[s, way])
+    l2lru[s, way] = stamp
+    return s, way, missed
+
+
+@jit
+def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, l2data, stamp,
+           counts):
+    """Fetch the 32-bit word at each of the 16 addresses into `out`. Returns -1 on success, or the
+    first element whose word is outside every live buffer (nothing is fetched then).
+    counts[0] += L1 misses, counts[1] += L2 misses, counts[2] += elements whose cached copy differs
+    from memory (stale data)."""
+    for i in range(16):
+        a = np.int64(addrs[i]) & ~3
+        if not in_buffer(bounds, a, 4):
+            return i
+    for i in range(16):
+        a = np.int64(addrs[i]) & ~3
+        line = a // CACHE_LINE_BYTES
+        slot = line % TMU_L1_LINES
+        if l1tag[unit, slot] != line:
+            counts[0] += 1
+            s, way, missed = l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp * 16 + i + 1)
+            if missed:
+                counts[1] += 1
+            for k in range(CACHE_LINE_BYTES):
+                l1data[unit, slot, k] = l2data[s, way, k]
+            l1tag[unit, slot] = line
+        o = a % CACHE_LINE_BYTES
+        v = (int(l1data[unit, slot, o]) | (int(l1data[unit, slot, o + 1]) << 8)
+             | (int(l1data[unit, slot, o + 2]) << 16) | (int(l1data[unit, slot, o + 3]) << 24))
+        out[i] = v
+        if v != load_u32(mem, a - membase):
+            counts[2] += 1
+    return -1
