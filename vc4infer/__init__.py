@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 
 def load(path_or_name, backend: str = "auto", **kwargs):
-    """Load a model file (TFLite, ONNX, TF frozen graph) or a zoo name; see `vc4infer.model.Model`."""
+    """Load a model file (TFLite, ONNX, TF frozen graph, torchvision .pth) or a zoo name; see
+    `vc4infer.model.load` for the options and `vc4infer.model.Model` for what it returns."""
     from .model import load as _load
     return _load(path_or_name, backend=backend, **kwargs)

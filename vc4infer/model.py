@@ -7,7 +7,8 @@ the conversion to the internal NHWC graph happens only at this boundary (`Tensor
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+import time
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -106,6 +107,18 @@ class Model:
         ys = [spec.from_internal(out[spec.tensor]) for spec in self.graph.outputs]
         return ys[0] if len(ys) == 1 else ys
 
+    def profile(self, x: Any) -> list:
+        """Run one inference and time it: rows with .layer, .where, .wall_seconds (host time on
+        this machine) and .modelled_seconds (the emulator's modelled Pi time of QPU steps, else
+        None). On the NEON backend there is one row for the whole graph."""
+        feeds = self._feeds(x)
+        if self.backend != "neon":
+            return self._runner.profile(feeds)
+        from hostside.qpu_model import StepTime
+        start = time.perf_counter()
+        self._runner.run(feeds)
+        return [StepTime("all layers", "neon", time.perf_counter() - start, None)]
+
     def run_all(self, x: Any) -> dict:
         """Run and keep every tensor (internal layout, by IR tensor name): for per-layer checks.
         On the QPU backends: the tensors of the rewritten graph (fused intermediates are gone)."""
@@ -179,17 +192,20 @@ def _resolve_zoo(name: str):
     return zoo.resolve(name)
 
 
-def load(path_or_name: Union[str, os.PathLike, Graph], backend: str = "auto", **opts) -> Model:
+def load(path_or_name: Union[str, os.PathLike, Graph], backend: str = "auto",
+         driver_options: Optional[dict] = None, **opts) -> Model:
     """Load a model file (TFLite, ONNX, TF frozen graph, torchvision .pth), a zoo name such as
     "mobilenet_v2", or wrap an existing Graph. `opts` go to the importer. backend: "neon" (CPU),
-    "emu" (QPUs emulated), "hw" (a Pi's QPUs) or "auto" ("hw" where usable, else "neon")."""
+    "emu" (QPUs emulated), "hw" (a Pi's QPUs) or "auto" ("hw" where usable, else "neon").
+    `driver_options` go to the Driver of the QPU backends (e.g. {"clock_hz": 400e6} for emu)."""
     _check_backend(backend)
+    driver_options = driver_options or {}
     if isinstance(path_or_name, Graph):
-        return Model(path_or_name, backend)
+        return Model(path_or_name, backend, **driver_options)
     from vc4infer.graph.importers import import_model
     path = os.fspath(path_or_name)
     if os.path.exists(path):
-        return Model(import_model(path, **opts), backend)
+        return Model(import_model(path, **opts), backend, **driver_options)
     if os.sep in path or os.path.splitext(path)[1]:
         raise FileNotFoundError(f"model file {path!r} does not exist")
     resolved = _resolve_zoo(path)
@@ -199,4 +215,4 @@ def load(path_or_name: Union[str, os.PathLike, Graph], backend: str = "auto", **
     graph = import_model(resolved.path, **options)
     graph.meta.update({k: v for k, v in resolved.meta.items() if v is not None})
     graph.meta["name"] = path
-    return Model(graph, backend)
+    return Model(graph, backend, **driver_options)

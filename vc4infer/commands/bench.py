@@ -1,13 +1,17 @@
 """`vc4infer bench`: speed figures. `--emulator` measures the emulator itself (emulated QPU
-instructions per second of host time) on an SGEMM-like and a DMA-heavy 12-QPU kernel.
+instructions per second of host time) on an SGEMM-like and a DMA-heavy 12-QPU kernel;
+`--model NAME` times a model per layer and in total: measured on a Pi (`hw`) or on this machine
+(`neon`), and on the emulator as the timing model's modelled Pi time.
 
 Each kind of benchmark is one entry of BENCHMARKS (flag name -> runner), so other kinds (for
 example a whole model) are added as another flag and runner without touching these."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+import time
+from typing import Callable, Dict, Optional
 
 import click
+import numpy as np
 
 
 def _emulator(clock_mhz: int, quick: bool) -> None:
@@ -25,18 +29,67 @@ def _emulator(clock_mhz: int, quick: bool) -> None:
                    f"max |error| vs numpy {r.max_abs_error:.2e}")
 
 
+def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
+    import platform
+
+    import vc4infer
+
+    options = {"clock_hz": clock_mhz * 1e6} if backend == "emu" else {}
+    start = time.perf_counter()
+    model = vc4infer.load(name, backend=backend, driver_options=options)
+    load_seconds = time.perf_counter() - start
+    spec = model.input_spec
+    x = _random_input(np.random.default_rng(0), spec.shape, np.dtype(spec.dtype))
+    model.run(x)                                     # warm-up: caches, page faults
+    profiles = [model.profile(x) for _ in range(runs)]
+    host = f"{platform.machine()} ({platform.processor() or platform.system()})"
+    click.echo(f"model {name}, backend {model.backend}, load {load_seconds:.2f} s, {runs} run(s); "
+               f"host times measured on this {host}")
+    if model.backend == "emu":
+        click.echo(f"QPU times are MODELLED by the emulator's timing model at {clock_mhz} MHz")
+    last = profiles[-1]
+    modelled_header = f" {'modelled ms':>12}" if any(r.modelled_seconds is not None for r in last) else ""
+    click.echo(f"{'layer':36} {'where':28} {'host ms':>9}{modelled_header}")
+    for row in last:
+        modelled = "" if row.modelled_seconds is None else f" {row.modelled_seconds * 1e3:12.3f}"
+        click.echo(f"{row.layer[:36]:36} {row.where[:28]:28} {row.wall_seconds * 1e3:9.3f}{modelled}")
+    host_totals = [sum(r.wall_seconds for r in p) for p in profiles]
+    click.echo(f"total host time per inference: median {np.median(host_totals) * 1e3:.1f} ms, "
+               f"best {min(host_totals) * 1e3:.1f} ms ({1 / np.median(host_totals):.2f} inferences/s)")
+    modelled = [r.modelled_seconds for r in last if r.modelled_seconds is not None]
+    if modelled:
+        on_cpu = sum(r.wall_seconds for r in last if r.modelled_seconds is None)
+        click.echo(f"modelled Pi time of the QPU steps: {sum(modelled) * 1e3:.1f} ms at {clock_mhz} MHz; "
+                   f"the other steps ran on this host's CPU in {on_cpu * 1e3:.1f} ms (not a Pi figure)")
+
+
+def _random_input(rng, shape, dtype):
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+
 BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator}
 
 
 @click.command()
 @click.option("--emulator", is_flag=True, help="Measure the emulator's speed (instructions per second).")
+@click.option("--model", "model_name", metavar="NAME|PATH",
+              help="Time a model per layer and in total (zoo name or model file).")
+@click.option("--backend", type=click.Choice(["auto", "neon", "emu", "hw"]), default="auto",
+              show_default=True, help="Where --model runs (auto: hw on a Pi, else neon).")
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True,
+              help="Timed inferences for --model (after one warm-up run).")
 @click.option("--clock", "clock_mhz", type=click.Choice(["250", "300", "400"]), default="250",
               show_default=True, help="V3D clock (MHz) for the modelled Pi times.")
 @click.option("--quick", is_flag=True, help="Small problem sizes, one timed run (a smoke test).")
-def bench(emulator: bool, clock_mhz: str, quick: bool) -> None:
+def bench(emulator: bool, model_name: Optional[str], backend: str, runs: int, clock_mhz: str,
+          quick: bool) -> None:
     """Benchmarks. Times from the emulator's timing model are labelled modelled."""
-    chosen = [name for name, flag in (("emulator", emulator),) if flag]
-    if not chosen:
-        raise click.UsageError("choose what to benchmark: --emulator")
-    for name in chosen:
-        BENCHMARKS[name](int(clock_mhz), quick)
+    if not emulator and not model_name:
+        raise click.UsageError("choose what to benchmark: --emulator and/or --model NAME")
+    if emulator:
+        BENCHMARKS["emulator"](int(clock_mhz), quick)
+    if model_name:
+        _model(model_name, backend, int(clock_mhz), 1 if quick else runs)
