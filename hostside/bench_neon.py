@@ -3,13 +3,15 @@ MobileNet v1 and v2 1.0/224 built by models/build_onnx.py, in the same process.
 
     python -m hostside.bench_neon [--runs 30] [--models v1,v2] [--resolution 224]
 
-The two runtimes are called alternately, so both see the same load on a shared machine. For each
-it prints the median wall time and the median CPU time of the calling thread (both runtimes
-compute in that thread when limited to one thread; CPU time leaves out the time the thread
-waited for a core, so it is the steadier figure when other work runs), the ratios neon /
-onnxruntime, and the largest output difference relative to the output range. numpy's BLAS is
-limited to one thread here (OPENBLAS_NUM_THREADS etc. are set before numpy loads, unless already
-set), like onnxruntime's intra-op pool."""
+Made for a shared machine: the two runtimes are called alternately (which one goes first
+alternates too), so both see the same load; every call is timed by wall clock and by the CPU
+time of the calling thread (both runtimes compute in that thread when limited to one thread;
+CPU time leaves out the time the thread waited for a core, so it is the steadier figure when
+other work runs). Printed per model: the best (minimum) and the median of each, the ratios
+neon / onnxruntime of the best and of the medians, and the largest output difference relative
+to the output range. The header gives the machine, its load average before and after, and
+numpy's BLAS and SIMD build. numpy's BLAS is limited to one thread here (OPENBLAS_NUM_THREADS
+etc. are set before numpy loads, unless already set), like onnxruntime's intra-op pool."""
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -19,21 +21,24 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def _interleaved(fns: list, runs: int) -> list:
-    """Call each function in turn `runs` times (after two warm-up rounds); per function an
-    array of (wall seconds, thread CPU seconds) rows."""
+    """Call the functions alternately `runs` times (after two warm-up rounds), reversing their
+    order every other round; per function an array of (wall seconds, thread CPU seconds)
+    rows."""
     for _ in range(2):
         for fn in fns:
             fn()
     out = [[] for _ in fns]
-    for _ in range(runs):
-        for k, fn in enumerate(fns):
+    for r in range(runs):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for k in order:
             w, c = time.perf_counter(), time.thread_time()
-            fn()
+            fns[k]()
             out[k].append((time.perf_counter() - w, time.thread_time() - c))
     return [np.array(rows) for rows in out]
 
@@ -52,7 +57,8 @@ def _load_builder():
 
 
 def bench(version: str, resolution: int, runs: int, workdir: str) -> dict:
-    """Time one MobileNet in both runtimes; returns the figures in milliseconds."""
+    """Time one MobileNet in both runtimes; returns the figures in milliseconds: per runtime
+    "best" and "median" of (wall, cpu)."""
     import onnxruntime as ort
 
     import vc4infer
@@ -68,11 +74,48 @@ def bench(version: str, resolution: int, runs: int, workdir: str) -> dict:
     ref = sess.run(None, {"input": x})[0]
     got = m.run(x)
     t_ort, t_neon = _interleaved([lambda: sess.run(None, {"input": x}), lambda: m.run(x)], runs)
-    med_ort, med_neon = np.median(t_ort, axis=0) * 1e3, np.median(t_neon, axis=0) * 1e3
-    return {"model": f"mobilenet_{version} 1.0/{resolution}", "macs": m.graph.total_macs(),
-            "ort_wall_ms": med_ort[0], "ort_cpu_ms": med_ort[1],
-            "neon_wall_ms": med_neon[0], "neon_cpu_ms": med_neon[1],
-            "max_err_rel": float(np.abs(got - ref).max() / (ref.max() - ref.min()))}
+    out = {"model": f"mobilenet_{version} 1.0/{resolution}", "macs": m.graph.total_macs(),
+           "max_err_rel": float(np.abs(got - ref).max() / (ref.max() - ref.min()))}
+    for name, t in (("ort", t_ort), ("neon", t_neon)):
+        out[name] = {"best": t.min(axis=0) * 1e3, "median": np.median(t, axis=0) * 1e3}
+    return out
+
+
+def _machine() -> str:
+    """CPU model, core count and load average."""
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    cpu += ", " + line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, load average {_load()}"
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+def _numpy_build() -> str:
+    """numpy's version, BLAS and SIMD extensions (and BLAS threads, if threadpoolctl is there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # show_config warns when pyyaml is missing
+        cfg = np.show_config(mode="dicts")
+    blas = cfg.get("Build Dependencies", {}).get("blas", {})
+    simd = cfg.get("SIMD Extensions", {})
+    text = (f"numpy {np.__version__}, BLAS {blas.get('name', '?')} {blas.get('version', '')}"
+            f" ({blas.get('openblas configuration', '').strip()}), SIMD baseline "
+            f"{','.join(simd.get('baseline', []))} + found {','.join(simd.get('found', []))}")
+    try:
+        import threadpoolctl
+    except ImportError:
+        return text + f", OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    pools = threadpoolctl.threadpool_info()
+    return text + ", threads " + ", ".join(f"{p['internal_api']}={p['num_threads']}"
+                                           for p in pools)
 
 
 def main(argv=None) -> None:
@@ -82,22 +125,24 @@ def main(argv=None) -> None:
     p.add_argument("--resolution", type=int, default=224)
     a = p.parse_args(argv)
     import onnxruntime as ort
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f}; "
-          f"numpy {np.__version__}, onnxruntime {ort.__version__}; one thread each; median of "
-          f"{a.runs} alternating runs")
-    print(f"{'model':<24} {'MACs':>9} | {'onnxruntime':^17} | {'neon':^17} | {'neon/ort':^13} | "
-          f"{'max err':>8}")
-    print(f"{'':<24} {'':>9} | {'wall':>8} {'cpu':>8} | {'wall':>8} {'cpu':>8} | {'wall':>6} "
-          f"{'cpu':>6} |")
+    print(f"machine: {_machine()}")
+    print(f"{_numpy_build()}; onnxruntime {ort.__version__}")
+    print(f"one thread each; {a.runs} alternating runs per model; best = minimum, median")
+    print(f"{'model':<24} {'':>6} | {'onnxruntime':^15} | {'neon':^15} | {'neon/ort':^11} | "
+          f"{'max err':>7}")
+    print(f"{'':<24} {'':>6} | {'wall':>7} {'cpu':>7} | {'wall':>7} {'cpu':>7} | {'wall':>5} "
+          f"{'cpu':>5} |")
     with tempfile.TemporaryDirectory() as workdir:
         for version in a.models.split(","):
             r = bench(version.strip(), a.resolution, a.runs, workdir)
-            print(f"{r['model']:<24} {r['macs'] / 1e6:>7.1f} M | "
-                  f"{r['ort_wall_ms']:>5.1f} ms {r['ort_cpu_ms']:>5.1f} ms | "
-                  f"{r['neon_wall_ms']:>5.1f} ms {r['neon_cpu_ms']:>5.1f} ms | "
-                  f"{r['neon_wall_ms'] / r['ort_wall_ms']:>5.2f}x "
-                  f"{r['neon_cpu_ms'] / r['ort_cpu_ms']:>5.2f}x | {r['max_err_rel']:>8.1e}")
+            for stat in ("best", "median"):
+                o, n = r["ort"][stat], r["neon"][stat]
+                label = r["model"] if stat == "best" else f"{r['macs'] / 1e6:.1f} MMACs"
+                err = f"{r['max_err_rel']:>7.1e}" if stat == "best" else ""
+                print(f"{label:<24} {stat:>6} | {o[0]:>7.2f} {o[1]:>7.2f} | "
+                      f"{n[0]:>7.2f} {n[1]:>7.2f} | {n[0] / o[0]:>5.2f} {n[1] / o[1]:>5.2f} | "
+                      f"{err}")
+    print(f"times in ms; load average after: {_load()}")
     print("max err: largest |neon - onnxruntime| relative to the range of onnxruntime's output")
 
 

@@ -9,12 +9,13 @@ Entry points:
   returns every intermediate tensor as well (for per-layer validation).
 
 Convolutions: 1x1 as one BLAS matmul, other kernels through im2col (one strided view, one copy,
-one matmul per row block), depthwise as sums of products over strided views of the kernel window
-(einsum). No Python loop runs over pixels; loops run over row blocks, stride phases or groups.
+one matmul per row block), depthwise as one einsum over a strided view of all kernel taps. No
+Python loop runs over pixels; loops run over row blocks or groups. In a fused run a 1x1 conv
+whose only consumer is a padding conv (MobileNet's expand -> depthwise) writes its output into
+a zero-bordered buffer, so that the consumer copies nothing.
 """
 from __future__ import annotations
 
-import math
 import threading
 from typing import Callable, Optional
 
@@ -66,29 +67,48 @@ def _recycle(*arrays) -> None:
 
 # -- activations ---------------------------------------------------------------------------
 
-def _activate(y: np.ndarray, activation: Optional[str]) -> np.ndarray:
-    """Fused activation, in place."""
+def _activate(y: np.ndarray, activation: Optional[str], out: Optional[np.ndarray] = None
+              ) -> np.ndarray:
+    """Fused activation of y, in place or into `out` (a copy of y when there is none)."""
+    if out is None:
+        out = y
     if activation == "relu":
-        np.maximum(y, 0, out=y)
+        np.maximum(y, F32(0), out=out)
     elif activation == "relu6":
-        np.clip(y, 0, 6, out=y)
-    return y
+        np.clip(y, F32(0), F32(6), out=out)
+    elif out is not y:
+        np.copyto(out, y)
+    return out
 
 
-def _bias_act(y: np.ndarray, b: Optional[np.ndarray], activation: Optional[str]) -> np.ndarray:
+def _bias_act(y: np.ndarray, b: Optional[np.ndarray], activation: Optional[str],
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """y + b, then the fused activation, in place or into `out`."""
     if b is not None:
         y += b.astype(F32, copy=False)
-    return _activate(y, activation)
+    return _activate(y, activation, out)
 
 
 # -- convolution ---------------------------------------------------------------------------
 
 # Depthwise work goes in row blocks of about this many float32 output elements: einsum has a
-# high fixed cost per call, so blocks are large (measured best on x86-64 for MobileNet shapes);
-# the block only bounds the scratch of multi-phase (strided) layers.
+# high fixed cost per call, so blocks are large (measured best on x86-64 for MobileNet shapes).
 CHUNK_ELEMENTS = 1 << 20
-# im2col is copied in row blocks of about this many elements, each followed by one BLAS call.
+# GEMM convs that copy per block (im2col, or a 1x1 conv writing a padded output) run in blocks
+# of output rows of about this many elements (copy, one BLAS call, bias and activation per
+# block): small enough that the epilogue finds the block in cache, large enough for BLAS to run
+# at speed (measured on x86-64 for MobileNets). Other 1x1 convs are one matmul.
 GEMM_CHUNK_ELEMENTS = 1 << 18
+
+
+def _fill_border(out: np.ndarray, pads: tuple, value: float = 0.0) -> None:
+    """Set the (top, left, bottom, right) borders of NHWC `out` to `value`, in place."""
+    pt, pl, pb, pr = pads
+    hp, wp = out.shape[1:3]
+    out[:, :pt] = value
+    out[:, hp - pb:] = value
+    out[:, pt:hp - pb, :pl] = value
+    out[:, pt:hp - pb, wp - pr:] = value
 
 
 def _pad_nhwc(x: np.ndarray, pads: tuple, value: float = 0.0) -> np.ndarray:
@@ -98,10 +118,7 @@ def _pad_nhwc(x: np.ndarray, pads: tuple, value: float = 0.0) -> np.ndarray:
         return x
     n, h, w, c = x.shape
     out = _empty((n, h + pt + pb, w + pl + pr, c), x.dtype)
-    out[:, :pt] = value
-    out[:, pt + h:] = value
-    out[:, pt:pt + h, :pl] = value
-    out[:, pt:pt + h, pl + w:] = value
+    _fill_border(out, pads, value)
     out[:, pt:pt + h, pl:pl + w, :] = x
     return out
 
@@ -138,150 +155,130 @@ def _rows_per_block(row_elements: int) -> int:
 
 
 def _conv_gemm(xp: np.ndarray, w: np.ndarray, b, strides, dilations, ho: int, wo: int,
-               activation, cache: Optional[dict] = None) -> np.ndarray:
-    """groups == 1: im2col (a 1x1 kernel needs none) and one BLAS matmul per row block."""
+               activation, cache: Optional[dict] = None, out_pads=None) -> np.ndarray:
+    """groups == 1: im2col (a 1x1 kernel needs none) and one BLAS matmul per block of output
+    rows, whose bias and activation are applied while it is in cache. With `out_pads`
+    (top, left, bottom, right) the output comes zero-padded by those borders."""
     n = xp.shape[0]
     o, kh, kw, c = w.shape
     k_len = kh * kw * c
     wmat = w.reshape(o, k_len).T
-    y = _empty((n, ho, wo, o))
+    out_pads = out_pads or (0, 0, 0, 0)
+    pt, pl, pb, pr = out_pads
+    y = _empty((n, ho + pt + pb, wo + pl + pr, o))
+    if any(out_pads):
+        _fill_border(y, out_pads)
+    inner = y[:, pt:pt + ho, pl:pl + wo]
     direct = kh == kw == 1 and strides == (1, 1) and xp.flags.c_contiguous
-    if direct and b is not None and o > c:
-        # expanding 1x1 conv: the bias rides in the matmul as the weight row of an extra
-        # all-ones input column, which is cheaper than a pass over the larger output
-        w1 = None if cache is None else cache.get("gemm_bias_row")
-        if w1 is None:
-            w1 = np.concatenate([wmat, b.astype(F32, copy=False)[None, :]], axis=0)
-            if cache is not None:
-                cache["gemm_bias_row"] = w1
-        x1 = _empty((n * ho * wo, c + 1))
-        x1[:, :c] = xp.reshape(n * ho * wo, c)
-        x1[:, c] = 1
-        np.matmul(x1, w1, out=y.reshape(n * ho * wo, o))
-        _recycle(x1)
-        return _activate(y, activation)
-    if direct:  # the input already is the patch matrix
-        np.matmul(xp.reshape(n * ho * wo, c), wmat, out=y.reshape(n * ho * wo, o))
-        return _bias_act(y, b, activation)
-    patches = _patches(xp, kh, kw, strides, dilations, ho, wo)
     rows = max(1, GEMM_CHUNK_ELEMENTS // (wo * max(o, k_len)))
-    cols = _empty((min(rows, ho) * wo, k_len))
+    if direct and pl == pr == 0:
+        rows = ho
+    # a block is written straight into y when its rows are contiguous there, else via tmp
+    tmp = None if pl == pr == 0 else _empty((min(rows, ho) * wo, o))
+    patches = cols = a1 = None
+    if direct:
+        # the input already is the patch matrix
+        a = xp.reshape(n * ho * wo, c)
+        if b is not None and o > c:
+            # expanding 1x1 conv: the bias rides in the matmul as the weight row of an extra
+            # all-ones input column, which is cheaper than a pass over the larger output
+            w1 = None if cache is None else cache.get("gemm_bias_row")
+            if w1 is None:
+                w1 = np.concatenate([wmat, b.astype(F32, copy=False)[None, :]], axis=0)
+                if cache is not None:
+                    cache["gemm_bias_row"] = w1
+            a1 = _empty((n * ho * wo, c + 1))
+            a1[:, :c] = a
+            a1[:, c] = 1
+            a, wmat, b = a1, w1, None
+    else:
+        patches = _patches(xp, kh, kw, strides, dilations, ho, wo)
+        cols = _empty((min(rows, ho) * wo, k_len))
     for k in range(n):
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
-            block = cols[:(r1 - r0) * wo]
-            np.copyto(block.reshape(patches[k, r0:r1].shape), patches[k, r0:r1])
-            out = y[k, r0:r1].reshape((r1 - r0) * wo, o)
+            if patches is None:
+                block = a[(k * ho + r0) * wo:(k * ho + r1) * wo]
+            else:
+                block = cols[:(r1 - r0) * wo]
+                np.copyto(block.reshape(patches[k, r0:r1].shape), patches[k, r0:r1])
+            dst = inner[k, r0:r1]
+            out = dst.reshape((r1 - r0) * wo, o) if tmp is None else tmp[:(r1 - r0) * wo]
             np.matmul(block, wmat, out=out)
-            _bias_act(out, b, activation)
-    _recycle(cols)
+            if tmp is None:
+                _bias_act(out, b, activation)
+            else:  # the activation pass copies the block into place
+                _bias_act(out.reshape(dst.shape), b, activation, dst)
+    _recycle(tmp, cols, a1)
     return y
 
 
-def _phases(x: np.ndarray, pads: tuple, strides) -> dict:
-    """The zero-padded input split into its stride phases: phase (a, b) holds
-    pad(x)[:, a::sh, b::sw, :] as a contiguous array, so that every kernel tap reads a stride-1
-    window of one phase. Built straight from x (no padded copy in between)."""
-    sh, sw = strides
-    if sh == sw == 1:
-        return {(0, 0): _pad_nhwc(x, pads)}
-    pt, pl, pb, pr = pads
-    n, h, w, c = x.shape
-    hp, wp = h + pt + pb, w + pl + pr
-    out = {}
-    for a in range(sh):
-        for b in range(sw):
-            rows, cols = -(-(hp - a) // sh), -(-(wp - b) // sw)
-            ph = _empty((n, rows, cols, c))
-            r0, c0 = max(0, -(-(pt - a) // sh)), max(0, -(-(pl - b) // sw))
-            src = x[:, r0 * sh + a - pt::sh, c0 * sw + b - pl::sw, :]
-            nr, nc = max(0, min(src.shape[1], rows - r0)), max(0, min(src.shape[2], cols - c0))
-            # zero only the padding around the copied block
-            ph[:, :r0] = 0
-            ph[:, r0 + nr:] = 0
-            ph[:, r0:r0 + nr, :c0] = 0
-            ph[:, r0:r0 + nr, c0 + nc:] = 0
-            if nr > 0 and nc > 0:
-                ph[:, r0:r0 + nr, c0:c0 + nc] = src[:, :nr, :nc]
-            out[(a, b)] = ph
-    return out
-
-
-def _tap_groups(kh: int, kw: int, strides, dilations) -> list:
-    """Kernel taps grouped by the stride phase they read: (phase, rows I, cols J, first window
-    offset (oi, oj) in the phase, offset step between consecutive taps (si, sj)). The taps of a
-    group form a regular grid of windows, so one strided view covers them all."""
-    (sh, sw), (dh, dw) = strides, dilations
-    groups = []
-    for a in range(sh):
-        for b in range(sw):
-            rows = [i for i in range(kh) if (i * dh) % sh == a]
-            cols = [j for j in range(kw) if (j * dw) % sw == b]
-            if rows and cols:
-                groups.append(((a, b), rows, cols, (rows[0] * dh // sh, cols[0] * dw // sw),
-                               (dh // math.gcd(sh, dh), dw // math.gcd(sw, dw))))
-    return groups
-
-
-def _depthwise_plan(w: np.ndarray, b, strides, dilations, wo: int) -> tuple:
-    """What depthwise needs from the constant weights for an output row of `wo` pixels: per tap
-    group the weights tiled along the row, and the bias tiled likewise."""
+def _depthwise_plan(w: np.ndarray, b, sw: int, wo: int) -> tuple:
+    """What depthwise needs from the constant weights for an output row of `wo` pixels: the
+    weights as (KH, KW, Wo, O) tiled along the row, and the bias tiled likewise (Wo, O); with
+    stride sw == 1 the last two axes are merged into one of Wo*O (see `_depthwise`)."""
     o, kh, kw, _ = w.shape
-    wrow = np.tile(w[:, :, :, 0].transpose(1, 2, 0)[:, :, None, :], (1, 1, wo, 1)).reshape(kh, kw, wo * o)
-    groups = [(key, np.ascontiguousarray(wrow[np.ix_(rows, cols)]), len(rows), len(cols), off, step)
-              for key, rows, cols, off, step in _tap_groups(kh, kw, strides, dilations)]
-    brow = None if b is None else np.tile(b.astype(F32, copy=False), wo)
-    return groups, brow
+    wrow = np.ascontiguousarray(np.broadcast_to(w[:, :, :, 0].transpose(1, 2, 0)[:, :, None, :],
+                                                (kh, kw, wo, o)))
+    brow = None if b is None else np.tile(b.astype(F32, copy=False), (wo, 1))
+    if sw == 1:
+        wrow = wrow.reshape(kh, kw, wo * o)
+        brow = None if brow is None else brow.reshape(wo * o)
+    return wrow, brow
 
 
 def _depthwise(x: np.ndarray, pads: tuple, w: np.ndarray, b, multiplier: int, strides,
                dilations, ho: int, wo: int, activation, plan: Optional[tuple] = None) -> np.ndarray:
     """Depthwise conv (output channel k reads input channel k // multiplier).
 
-    The padded input is split into stride phases; in a phase, a row of Wo output pixels reads
-    one contiguous run of Wo*C floats per tap, and all the taps of a phase are one strided view
-    (rows, taps_y, taps_x, Wo*C) that `einsum` multiplies by the tap weights (tiled along the
-    row) and sums, without temporaries. Rows go in blocks; bias and activation are applied per
-    block. `plan` is `_depthwise_plan(...)` when the caller keeps it between calls."""
+    All the kernel taps of a block of output rows are one strided view of the padded input,
+    (rows, KH, KW, Wo, C), that one `einsum` multiplies by the tap weights (tiled along the
+    row) and sums, with no temporaries and no copy of the input besides the padding. With
+    horizontal stride 1 the pixels of a row are adjacent, so (Wo, C) is one contiguous run of
+    Wo*C floats and einsum's inner loop runs over all of it. Bias and activation are applied per
+    block of rows while it is in cache. `plan` is `_depthwise_plan(...)` when the caller keeps
+    it between calls."""
     if multiplier > 1:
         x = np.repeat(x, multiplier, axis=3)
-    n = x.shape[0]
-    o = w.shape[0]
-    groups, brow = plan if plan is not None else _depthwise_plan(w, b, strides, dilations, wo)
-    owned = _phases(x, pads, strides)
-    phases = {key: p.reshape(p.shape[0], p.shape[1], p.shape[2] * o) for key, p in owned.items()}
+    (sh, sw), (dh, dw) = strides, dilations
+    n, o = x.shape[0], w.shape[0]
+    kh, kw = w.shape[1:3]
+    wrow, brow = plan if plan is not None else _depthwise_plan(w, b, sw, wo)
+    xp = _pad_nhwc(x, pads)
+    if not xp.flags.c_contiguous:
+        xp = np.ascontiguousarray(xp)
+    s_n, s_row, s_px, s_ch = xp.strides
     y = _empty((n, ho, wo, o))
-    yr = y.reshape(n, ho, wo * o)
+    if sw == 1:
+        row_shape, row_strides = (wo * o,), (s_ch,)
+    else:
+        row_shape, row_strides = (wo, o), (s_px * sw, s_ch)
+    yr = y.reshape((n, ho) + row_shape)
+    subscripts = "rijk,ijk->rk" if sw == 1 else "rijxc,ijxc->rxc"
     rows = _rows_per_block(wo * o)
-    tmp = _empty((min(rows, ho), wo * o)) if len(groups) > 1 else None
-    item = F32().itemsize
     for k in range(n):
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
+            view = np.lib.stride_tricks.as_strided(
+                xp[k, r0 * sh:], shape=(r1 - r0, kh, kw) + row_shape,
+                strides=(s_row * sh, s_row * dh, s_px * dw) + row_strides, writeable=False)
             acc = yr[k, r0:r1]
-            for g, (key, wg, ni, nj, (oi, oj), (si, sj)) in enumerate(groups):
-                p = phases[key][k]
-                rs = p.strides[0]
-                view = np.lib.stride_tricks.as_strided(
-                    p[r0 + oi:, oj * o:], shape=(r1 - r0, ni, nj, wo * o),
-                    strides=(rs, rs * si, item * o * sj, item), writeable=False)
-                if g == 0:
-                    np.einsum("rijk,ijk->rk", view, wg, out=acc)
-                else:
-                    t = tmp[:r1 - r0]
-                    np.einsum("rijk,ijk->rk", view, wg, out=t)
-                    acc += t
+            np.einsum(subscripts, view, wrow, out=acc)
             _bias_act(acc, brow, activation)
-    _recycle(tmp, *(p for p in owned.values() if p is not x))
+    if xp is not x:
+        _recycle(xp)
     return y
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], strides=(1, 1),
            dilations=(1, 1), pads=(0, 0, 0, 0), groups: int = 1,
-           activation: Optional[str] = None, cache: Optional[dict] = None) -> np.ndarray:
+           activation: Optional[str] = None, cache: Optional[dict] = None,
+           out_pads: Optional[tuple] = None) -> np.ndarray:
     """NHWC convolution with OHWI weights (w is (O, KH, KW, C/groups)), optional bias and fused
     activation. `cache`: a dict the caller keeps per node, where data derived from the
-    constant weights is kept between calls."""
+    constant weights is kept between calls. `out_pads` (top, left, bottom, right): return the
+    output with zero borders of these sizes, for a consumer conv with these pads, which then
+    runs with pads 0 and copies nothing (1x1 convs write their output in place)."""
     x = x.astype(F32, copy=False)
     w = w.astype(F32, copy=False)
     n, h, wd, c = x.shape
@@ -295,22 +292,28 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], strides=(1, 1)
         if cache is not None:
             plan = cache.get("depthwise")
             if plan is None:
-                plan = cache["depthwise"] = _depthwise_plan(w, b, strides, dilations, wo)
-        return _depthwise(x, pads, w, b, o // c, strides, dilations, ho, wo, activation, plan)
-    xp = _pad_nhwc(x, pads)
-    if groups == 1:
-        y = _conv_gemm(xp, w, b, strides, dilations, ho, wo, activation, cache)
+                plan = cache["depthwise"] = _depthwise_plan(w, b, sw, wo)
+        y = _depthwise(x, pads, w, b, o // c, strides, dilations, ho, wo, activation, plan)
+    elif groups == 1:
+        xp = _pad_nhwc(x, pads)
+        y = _conv_gemm(xp, w, b, strides, dilations, ho, wo, activation, cache, out_pads)
         if xp is not x:
             _recycle(xp)
         return y
-    og = o // groups
-    y = np.empty((n, ho, wo, o), F32)
-    for g in range(groups):
-        bg = None if b is None else b[g * og:(g + 1) * og]
-        y[..., g * og:(g + 1) * og] = _conv_gemm(
-            np.ascontiguousarray(xp[..., g * ig:(g + 1) * ig]), w[g * og:(g + 1) * og], bg,
-            strides, dilations, ho, wo, activation)
-    return y
+    else:
+        xp = _pad_nhwc(x, pads)
+        og = o // groups
+        y = np.empty((n, ho, wo, o), F32)
+        for g in range(groups):
+            bg = None if b is None else b[g * og:(g + 1) * og]
+            y[..., g * og:(g + 1) * og] = _conv_gemm(
+                np.ascontiguousarray(xp[..., g * ig:(g + 1) * ig]), w[g * og:(g + 1) * og], bg,
+                strides, dilations, ho, wo, activation)
+    if out_pads is None or not any(out_pads):
+        return y
+    yp = _pad_nhwc(y, out_pads)
+    _recycle(y)
+    return yp
 
 
 # -- dense ---------------------------------------------------------------------------------
@@ -496,11 +499,13 @@ def _act_of(graph: Graph, node: Node) -> Optional[str]:
 
 class _Step:
     """One kernel call of the runner: `nodes` of the graph executed as one (fused) node."""
-    __slots__ = ("node", "nodes", "args", "fused", "cache")
+    __slots__ = ("node", "nodes", "args", "fused", "cache", "out_pads", "in_padded")
 
     def __init__(self, node: Node, nodes: list, args: list, fused: bool):
         self.node, self.nodes, self.args, self.fused = node, nodes, args, fused
         self.cache: dict = {}
+        self.out_pads: Optional[tuple] = None  # conv2d: pad the output for its one consumer
+        self.in_padded = False  # conv2d: the input arrives padded by the producer
 
 
 class NeonRunner:
@@ -516,6 +521,8 @@ class NeonRunner:
         self._outputs = [s.tensor for s in graph.outputs]
         self._plain = [_Step(n, [n], list(n.inputs), False) for n in graph.nodes]
         self._fused = self._fuse() if fuse else self._plain
+        if fuse:
+            self._pad_in_producers(self._fused)
         self._last_use = {id(steps): self._lifetimes(steps) for steps in (self._plain, self._fused)}
         self._pool = BufferPool()
         self._constant_ids = {id(v) for v in graph.constants.values()}
@@ -567,6 +574,30 @@ class NeonRunner:
             covered.update(id(c) for c in chain)
         return steps
 
+    def _pad_in_producers(self, steps: list) -> None:
+        """Where a fused conv2d's output feeds only one other fused conv2d, which pads it, the
+        producer writes its output into a zero-bordered buffer and the consumer runs unpadded:
+        this saves the consumer's padded copy (a pass over a large tensor in MobileNets)."""
+        users: dict[str, list] = {}
+        for st in steps:
+            for t in st.args:
+                if isinstance(t, str):
+                    users.setdefault(t, []).append(st)
+        convs = [st for st in steps if st.fused and st.node.op == "conv2d"]
+        for st in convs:
+            # only 1x1 producers: for an im2col conv the padded write-out costs more than the
+            # consumer's copy (measured on MobileNet's first layer)
+            if st.args[1].shape[1:3] != (1, 1):
+                continue
+            out = st.node.outputs[0]
+            consumers = users.get(out, [])
+            if out in self._outputs or len(consumers) != 1:
+                continue
+            nxt = consumers[0]
+            if nxt in convs and nxt.args[0] == out and any(nxt.node.attrs["pads"]):
+                st.out_pads = tuple(nxt.node.attrs["pads"])
+                nxt.in_padded = True
+
     def _lifetimes(self, steps: list) -> dict:
         last = {}
         for k, st in enumerate(steps):
@@ -598,8 +629,10 @@ class NeonRunner:
                 if st.fused and st.node.op == "conv2d":
                     x, w, b = st.args
                     a = st.node.attrs
-                    outs = [conv2d(env[x], w, b, a["strides"], a["dilations"], a["pads"],
-                                   a["groups"], a["activation"], cache=st.cache)]
+                    pads = (0, 0, 0, 0) if st.in_padded else a["pads"]
+                    outs = [conv2d(env[x], w, b, a["strides"], a["dilations"], pads,
+                                   a["groups"], a["activation"], cache=st.cache,
+                                   out_pads=st.out_pads)]
                 elif st.fused:
                     x, w, b = st.args
                     outs = [KERNELS[st.node.op]([env[x], w] + ([] if b is None else [b]),

@@ -325,5 +325,47 @@ def _depthwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
 CONV_DEPTHWISE = KernelChoice("conv_depthwise", "qpu_kernels.conv_depthwise", ("conv2d",),
                               _depthwise_reject, _depthwise_pack, _depthwise_build)
 
+
+def _global_average_reject(graph: Graph, node: Node) -> Optional[str]:
+    x = graph.tensors[node.inputs[0]].shape
+    if len(x) != 4:
+        return f"a rank-{len(x)} input (it averages NHWC tensors)"
+    if node.op == "mean":
+        axes = sorted(a % 4 for a in node.attrs["axes"])
+        if axes != [1, 2]:
+            return f"a mean over axes {tuple(node.attrs['axes'])} (it averages over H and W)"
+    if node.op == "avg_pool2d":
+        a = node.attrs
+        if tuple(a["kernel"]) != (x[1], x[2]) or any(a["pads"]):
+            return f"a {a['kernel']} window with pads {a['pads']} on a {x[1]}x{x[2]} input " \
+                   "(it averages the whole unpadded image)"
+    if x[0] != 1:
+        return f"batch {x[0]} (it runs batch 1)"
+    if x[1] * x[2] < 2:
+        return f"{x[1] * x[2]} pixel(s) (it averages at least 2)"
+    if node.attrs.get("activation") is not None:
+        return f"a fused {node.attrs['activation']} (it has no activation epilogue)"
+    return None
+
+
+def _global_average_pack(module: Any, graph: Graph, node: Node) -> dict:
+    _, h, w, c = graph.tensors[node.inputs[0]].shape
+    return {"column": module.pack_weights(h * w, c)}
+
+
+def _global_average_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
+                          weights: dict) -> list:
+    _, h, w, c = graph.tensors[node.inputs[0]].shape
+    return module.build_global_average(drv, h * w, c, io[node.inputs[0]].address,
+                                       weights["column"].address, io[node.outputs[0]].address)
+
+
+# global average pool / spatial mean / whole-image avg_pool2d as an SGEMM reading the input
+# transposed (no activation)
+GLOBAL_AVERAGE = KernelChoice("global_average", "qpu_kernels.pooling",
+                              ("global_avg_pool", "mean", "avg_pool2d"),
+                              _global_average_reject, _global_average_pack,
+                              _global_average_build)
+
 #: the QPU kernels the scheduler tries, in order of preference
-KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, SGEMM)
+KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, SGEMM, GLOBAL_AVERAGE)

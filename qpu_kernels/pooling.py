@@ -33,5 +33,8 @@ def build_global_average(drv, pixels: int, channels: int, in_address: int, weigh
     stride = 4 * channels if in_pixel_stride is None else in_pixel_stride
     if stride < 4 * channels:
         raise KernelShapeError(f"pixel stride {stride} is shorter than {channels} channels")
-    return sgemm.build(drv, channels, pixels, 1, in_address, 4, weights_address, out_address, 4,
-                       a_column_step=stride)
+    # A is channels x pixels, read transposed. With one channel A has one row whose stride is
+    # never used; give sgemm the contiguous row stride it checks for.
+    a_row_stride = 4 * pixels if channels == 1 else 4
+    return sgemm.build(drv, channels, pixels, 1, in_address, a_row_stride, weights_address,
+                       out_address, 4, a_column_step=stride)

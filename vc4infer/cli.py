@@ -7,7 +7,9 @@ import click
 # name -> "module:attribute" of a click command
 COMMANDS = {
     "classify": "vc4infer.commands.classify:classify",
+    "camera": "vc4infer.commands.camera:camera",
     "bench": "vc4infer.commands.bench:bench",
+    "selftest": "vc4infer.commands.selftest:selftest",
     "info": "vc4infer.commands.info:info",
     "models": "vc4infer.commands.models:models",
     "asm": "vc4infer.commands.asm:asm",

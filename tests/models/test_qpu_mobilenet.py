@@ -72,7 +72,8 @@ def run_tflite(backend, version, alpha, size):
 
 
 def assert_where(graph, counts):
-    """Every conv2d but the 3x3 stem (no full-conv kernel yet) and the classifier on the QPUs."""
+    """Every conv2d but the 3x3 stem (no full-conv kernel yet), the pooling and the classifier on
+    the QPUs."""
     ops_ = [n.op for n in graph.nodes]
     convs = ops_.count("conv2d")
     depthwise = sum(1 for n in graph.nodes if n.op == "conv2d" and n.attrs["groups"] > 1)
@@ -80,8 +81,12 @@ def assert_where(graph, counts):
     assert counts["qpu:conv_pointwise"] == convs - depthwise - 1     # all but the 3x3 stem
     # the classifier: fully_connected on sgemm (TFLite v1 has a 1x1 conv instead)
     assert counts.get("qpu:sgemm", 0) == ops_.count("fully_connected")
-    # on NEON: the stem, the pooling, and (TFLite) the softmax
-    assert counts["neon"] == 2 + ops_.count("softmax")
+    # the global average pool / spatial mean on the transposed-read SGEMM
+    # (TFLite v1: an avg_pool2d whose window is the whole image)
+    pools = ("global_avg_pool", "mean", "avg_pool2d")
+    assert counts["qpu:global_average"] == sum(ops_.count(p) for p in pools) == 1
+    # on NEON: the stem and (TFLite) the softmax
+    assert counts["neon"] == 1 + ops_.count("softmax")
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -118,4 +123,5 @@ def test_validate_reports_every_layer_of_mobilenet_v2(backend):
         else:
             assert r.max_abs_error <= 1e-4 * r.max_abs_reference, r
     convs = sum(n.op == "conv2d" for n in g.nodes)
-    assert sum(r.where.startswith("qpu") for r in rows) == convs - 1 + 1   # stem on NEON, fc on QPU
+    # stem on NEON; pool and fc on the QPUs
+    assert sum(r.where.startswith("qpu") for r in rows) == convs - 1 + 2

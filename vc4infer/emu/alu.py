@@ -44,7 +44,7 @@ def _is_nan(x):
     return (x & EXP_MASK) == EXP_MASK and (x & 0x7FFFFF) != 0
 
 
-@jit
+@jit_inline
 def _fadd_lanes(a, b, af, bf, r, rf, d64, di, negate_b):
     """r = a + b (or a - b) with the QPU's flush-to-zero, round-toward-zero and NaN/Inf rules."""
     special = False
@@ -78,7 +78,7 @@ def _fadd_lanes(a, b, af, bf, r, rf, d64, di, negate_b):
                 r[i] = y
 
 
-@jit
+@jit_inline
 def _fmul_lanes(a, b, af, bf, r, rf):
     special = False
     for i in range(16):

@@ -770,8 +770,11 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         qs[q, QS_UBUF_LO] <= qs[q, QS_UPTR] and qs[q, QS_UPTR] + 4 <= qs[q, QS_UBUF_HI] \
                         and (qs[q, QS_UPTR] & 3) == 0:
                     v = mem32[(qs[q, QS_UPTR] - membase) >> 2]      # fast path: same buffer as before
-                    ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag,
-                                                  l2lru, l2data, tp)
+                    # the line test is repeated here so that the common case (same line) skips a
+                    # call with eleven array arguments, which costs more than the test
+                    if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
+                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
+                                                      l2tag, l2lru, l2data, tp)
                     qs[q, QS_UPTR] += 4
                     qs[q, QS_UNIF_READS] += 1
                     for i in range(16):

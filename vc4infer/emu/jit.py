@@ -24,10 +24,17 @@ if os.environ.get("VC4INFER_NO_NUMBA", "") not in ("1", "true", "yes"):
         _numba = None
 
 
+#: numba's "numpy" error model drops the zero-divisor test (and its exception path) from every
+#: integer `//`, `%` and float `/` of the hot loop; harmless here because every divisor in the
+#: emulator is a positive constant or a positive timing parameter, and the SFU guards its own
+#: divisions by zero.
+ERROR_MODEL = "numpy"
+
+
 def jit(function):
     """Compile `function` with numba (nopython, cached) when available; else return it unchanged."""
     if NUMBA_ENABLED:
-        return _numba.njit(cache=True, nogil=True)(function)
+        return _numba.njit(cache=True, nogil=True, error_model=ERROR_MODEL)(function)
     return function
 
 
@@ -35,5 +42,5 @@ def jit_inline(function):
     """`jit`, and inlined into its callers by numba: for the per-instruction ALU functions, whose
     call would otherwise cost more than their work (ten array arguments per call)."""
     if NUMBA_ENABLED:
-        return _numba.njit(cache=True, nogil=True, inline="always")(function)
+        return _numba.njit(cache=True, nogil=True, inline="always", error_model=ERROR_MODEL)(function)
     return function
