@@ -462,6 +462,11 @@ KERNELS: dict[str, Callable] = {
 def run_node(graph: Graph, node: Node, inputs: list) -> list:
     """Run one node on the CPU. `inputs` holds one array per entry of `node.inputs` (internal
     layout, constants included); returns one array per output."""
+    if node.op == "conv2d" and len(inputs) > 3:
+        # The 4-input conv2d is the scheduler's fused residual form; its meaning (conv, then add)
+        # is composed from these kernels by hostside.passes.run_node. Never drop the residual.
+        raise GraphError(f"node {node.name!r}: conv2d with a fused residual input runs through "
+                         f"hostside.passes.run_node, not hostside.neon.run_node")
     if graph.node_quantized(node):
         from hostside import neon_quant  # integer semantics live with the TFLite importer's work
         return list(neon_quant.run_node(graph, node, inputs))

@@ -245,3 +245,16 @@ def test_quantized_mobilenet_is_left_to_integer_semantics():
     g = tflite_mobilenet("v1", dtype="uint8")[0]
     g2 = passes.optimise(g)
     assert ops_of(g2) == ops_of(g)
+
+
+def test_neon_refuses_the_fused_residual_form_instead_of_dropping_it():
+    import numpy as np
+    import pytest as _pytest
+
+    from hostside import neon
+    from vc4infer.errors import GraphError
+    from vc4infer.graph.ir import Node
+
+    node = Node("conv2d", "c", ["x", "w", "b", "r"], ["y"], {})
+    with _pytest.raises(GraphError, match="passes.run_node"):
+        neon.run_node(None, node, [np.zeros((1, 2, 2, 1), np.float32)] * 4)
