@@ -82,7 +82,7 @@ def depthwise_kernel(asm, act: Optional[str]):
     shl(r2, element_number, 2, set_flags=False)
     iadd(r1, r1, r2, set_flags=False)           # weights are padded: no clamp
     ldi(r2, LANES * 4)
-    for q in range(TMU_DEPTH):                  # weights and bias through the TMU
+    for _ in range(TMU_DEPTH):                  # weights and bias through the TMU
         iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
     for q in range(TAPS + 1):
         nop(sig="load tmu0")

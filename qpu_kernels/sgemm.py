@@ -172,7 +172,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
             imin(tmu0_s, r1, r2, set_flags=False)
             iadd(r1, r1, r3, set_flags=False)
 
-        for j in range(min(depth, nt)):
+        for _ in range(min(depth, nt)):
             request()
         for j in range(nt):
             nop(sig="load tmu0")
@@ -281,7 +281,6 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
             raise KernelShapeError("R overlaps C: the kernel reads R through the TMU while it "
                                    "stores C, so give R its own buffer")
     nt = panel_width(m, n)
-    nb = nt // 16
     depth = min(MAX_TMU_DEPTH, k)
     program = launching.cached_program(drv, sgemm_kernel, nt, act, residual, depth)
     panel_bytes = 4 * (k + 1) * nt
