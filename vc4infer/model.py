@@ -138,13 +138,17 @@ class Model:
         model was trained (`graph.preprocess`), run, and return the `top` classes as
         (class index, label, probability), best first. Label is None when the class list is
         unknown."""
-        from hostside.neon import softmax
-        from vc4infer.graph.labels import labels_for
         from vc4infer.graph.preprocess import preprocess
         if len(self.graph.outputs) != 1:
             raise InputSpecError(f"classify needs a model with one output, this one has "
                                  f"{len(self.graph.outputs)}")
-        y = self.run(preprocess(image, self))
+        return self.top_classes(self.run(preprocess(image, self)), top)
+
+    def top_classes(self, y: np.ndarray, top: int = 5) -> list:
+        """The `top` classes of one output `y` of `run` as (class index, label, probability),
+        best first: dequantized, and softmax applied unless the model already ends in one."""
+        from hostside.neon import softmax
+        from vc4infer.graph.labels import labels_for
         spec = self.output_spec
         scores = y.reshape(y.shape[0], -1)[0]
         if spec.quant is not None:

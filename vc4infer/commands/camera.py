@@ -34,28 +34,13 @@ class Timings:
 
 def classify_frame(model, image, top: int):
     """(top classes as Model.classify gives them, preprocess seconds, inference seconds)."""
-    import numpy as np
-
-    from hostside.neon import softmax
-    from vc4infer.graph.labels import labels_for
     from vc4infer.graph.preprocess import preprocess
     start = time.perf_counter()
     x = preprocess(image, model)
     prepared = time.perf_counter()
     y = model.run(x)
     done = time.perf_counter()
-    # the scores -> probabilities step of Model.classify, which has no separate entry point
-    spec = model.output_spec
-    scores = y.reshape(y.shape[0], -1)[0]
-    if spec.quant is not None:
-        scores = spec.quant.scale[0] * (scores.astype(np.float32) - spec.quant.zero_point[0])
-    scores = scores.astype(np.float32)
-    if not model._ends_in_softmax():
-        scores = softmax(scores)
-    labels = labels_for(model.graph)
-    order = np.argsort(-scores, kind="stable")[:top]
-    results = [(int(i), labels[i] if labels is not None and i < len(labels) else None,
-                float(scores[i])) for i in order]
+    results = model.top_classes(y, top)
     return results, prepared - start, done - prepared
 
 
