@@ -129,7 +129,8 @@ class GpuMemory:
         buf, dist = near
         over = bus_address + nbytes - buf.end
         where = (f"{-dist} bytes before its start" if dist < 0 else
-                 f"{dist} bytes past its end" if dist > 0 else
+                 "starting right at its end" if dist == 1 else
+                 f"starting {dist - 1} bytes past its end" if dist > 1 else
                  f"starting inside it and running {over} bytes past its end" if over > 0 else "inside it")
         return (f"nearest buffer '{buf.label}' [0x{buf.bus_address:08X}, 0x{buf.end:08X}) "
                 f"({buf.nbytes} bytes), {where}")
