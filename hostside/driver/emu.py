@@ -6,7 +6,9 @@ Options: `memory_bytes` of emulated GPU memory; `clock_hz` the V3D clock the tim
 (250e6, 300e6 or 400e6: Pi 1/2, Pi Zero, Pi 3); `strict` raises UndefinedBehaviourError on
 behaviour the hardware leaves undefined; `trace` QPU numbers whose every instruction is recorded
 (`trace_records`, or passed to `trace_callback`); `max_instructions` / `max_cycles` a budget per
-launch (BudgetExceededError beyond it). LaunchStats figures are modelled, not measured.
+launch (BudgetExceededError beyond it); `fast_path=False` runs every instruction through the
+emulator's general loop (slower; for checking the fast path, vc4infer.emu.fastpath, against it).
+LaunchStats figures are modelled, not measured.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ class EmuBackend(Backend):
     def __init__(self, memory_bytes: int = 256 << 20, clock_hz: float = DEFAULT_CLOCK_HZ,
                  strict: bool = False, trace: Sequence[int] = (),
                  max_instructions: Optional[int] = None, max_cycles: Optional[int] = None,
-                 trace_callback: Optional[Callable[[TraceRecord], None]] = None):
+                 trace_callback: Optional[Callable[[TraceRecord], None]] = None,
+                 fast_path: bool = True):
         if float(clock_hz) not in CLOCKS_HZ:
             raise DriverError(f"clock_hz={clock_hz}: the VideoCore IV runs its V3D at "
                               f"{', '.join(f'{c:.0f}' for c in CLOCKS_HZ)} Hz; pick one of them")
@@ -39,7 +42,7 @@ class EmuBackend(Backend):
         self.memory = GpuMemory(memory_bytes)
         self.machine = Machine(self.memory, clock_hz=clock_hz, strict=strict, trace=trace,
                                max_instructions=max_instructions, max_cycles=max_cycles,
-                               trace_callback=trace_callback)
+                               trace_callback=trace_callback, fast_path=fast_path)
         self._closed = False
 
     def _check_open(self) -> None:

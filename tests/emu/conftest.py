@@ -3,14 +3,18 @@
 import pytest
 
 
-@pytest.fixture(scope="module")
-def drv(backend):
-    """A Driver on the chosen backend, shared by the tests of one module. On the emulator it runs in
-    strict mode, so a test program that strays into behaviour the guide leaves undefined fails
-    instead of passing on a value the hardware might not give."""
+@pytest.fixture(scope="module", params=["strict", "fast"])
+def drv(backend, request):
+    """A Driver on the chosen backend, shared by the tests of one module. On the emulator each
+    module runs twice: in strict mode, so that a test program that strays into behaviour the guide
+    leaves undefined fails instead of passing on a value the hardware might not give, and in the
+    default mode, where plain ALU instructions take the fast path (vc4infer.emu.fastpath), so that
+    both paths are held to the guide's values."""
     from hostside.driver import Driver
 
-    options = {"strict": True} if backend == "emu" else {}
+    if backend != "emu" and request.param == "fast":
+        pytest.skip("the fast path is the emulator's")
+    options = {"strict": request.param == "strict"} if backend == "emu" else {}
     with Driver(backend=backend, **options) as driver:
         yield driver
 

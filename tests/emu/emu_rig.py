@@ -11,12 +11,16 @@ from hostside.driver.emu import EmuBackend
 from vc4infer.qpu import assemble
 
 
+#: options every Rig starts from; `modes` below switches them per test
+DEFAULTS = {"memory_bytes": 8 << 20, "strict": True}
+
+
 class Rig:
     """One EmuBackend plus helpers to place data, programs and uniforms."""
 
     def __init__(self, **options):
-        options.setdefault("memory_bytes", 8 << 20)
-        options.setdefault("strict", True)
+        for key, value in DEFAULTS.items():
+            options.setdefault(key, value)
         self.backend = EmuBackend(**options)
 
     def buffer(self, data, label: str = "data") -> Allocation:
@@ -49,6 +53,12 @@ class Rig:
         return self.backend.execute(control, timeout_s)
 
 
+def both_paths(request, monkeypatch):
+    """Body of a parametrised fixture: run the test in strict mode (every instruction through the
+    general loop) and in the default mode (plain ALU instructions through the fast path)."""
+    monkeypatch.setitem(DEFAULTS, "strict", request.param == "strict")
+
+
 def words(alloc: Allocation, dtype=np.uint32) -> np.ndarray:
     """The buffer's current contents as `dtype`."""
     return np.array(alloc.buffer).view(dtype)
@@ -78,10 +88,10 @@ def io_kernel(asm, body, n_in, n_out, *args):
     exit()
 
 
-def run_body(body, inputs, n_out: int, *args, strict: bool = True, dtype=np.uint32):
+def run_body(body, inputs, n_out: int, *args, dtype=np.uint32, **options):
     """Run `body` in io_kernel on one QPU with `inputs` (rows of 16 32-bit words, or None);
     return the n_out result rows as `dtype`."""
-    rig = Rig(strict=strict)
+    rig = Rig(**options)
     if inputs is None:
         n_in, src = 0, rig.buffer(64, "in")
     else:

@@ -3,11 +3,16 @@ vector rotation, r5 replication, element and QPU numbers. Expected values from n
 import numpy as np
 import pytest
 
-from emu_rig import Rig, run_body, words
+from emu_rig import both_paths, Rig, run_body, words
 from vc4infer.qpu import qpu
 
 RNG = np.random.default_rng(11)
 U32 = np.uint32
+
+
+@pytest.fixture(autouse=True, params=["strict", "fast"])
+def _path(request, monkeypatch):
+    both_paths(request, monkeypatch)
 
 
 def rand_u32(n=16):

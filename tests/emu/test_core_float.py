@@ -3,12 +3,18 @@ denormals flushed to +0, NaN and Inf as VC4C's hardware tests found them, ftoi t
 out-of-range results, fmin/fmax orderings and their C flags. Expected values: numpy, with rounding
 toward zero built from float64 sums and np.nextafter (independent of the emulator's code)."""
 import numpy as np
+import pytest
 
-from emu_rig import run_body
+from emu_rig import both_paths, run_body
 from vc4infer.qpu import qpu
 
 F32 = np.float32
 RNG = np.random.default_rng(5)
+
+
+@pytest.fixture(autouse=True, params=["strict", "fast"])
+def _path(request, monkeypatch):
+    both_paths(request, monkeypatch)
 
 
 def rtz(exact: np.ndarray) -> np.ndarray:

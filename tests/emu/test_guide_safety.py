@@ -19,6 +19,13 @@ from vc4infer.qpu import assemble_program, qpu
 pytestmark = pytest.mark.usefixtures("emu_only")
 
 
+@pytest.fixture
+def strict_drv():
+    """An emulator Driver in strict mode, for the tests of strict-mode errors."""
+    with Driver(backend="emu", strict=True) as driver:
+        yield driver
+
+
 def hex_numbers(message):
     return {int(h, 16) for h in re.findall(r"0x[0-9a-fA-F]+", message)}
 
@@ -207,12 +214,12 @@ def test_ninth_outstanding_tmu_request_even_without_strict_mode():
     assert_names_the_place(str(error.value), program.address, 8 * 9, "tmu0_s")
 
 
-def test_strict_mode_rejects_a_fifth_outstanding_tmu_request(drv):
+def test_strict_mode_rejects_a_fifth_outstanding_tmu_request(strict_drv):
     """More than 4 outstanding requests are unreliable on hardware (vc4asm addendum)."""
-    data = drv.alloc(16, "uint32")
-    program = drv.program(nine_tmu_requests, data.address)
+    data = strict_drv.alloc(16, "uint32")
+    program = strict_drv.program(nine_tmu_requests, data.address)
     with pytest.raises(UndefinedBehaviourError) as error:
-        drv.execute(n_threads=1, program=program)
+        strict_drv.execute(n_threads=1, program=program)
     assert_names_the_place(str(error.value), program.address, 8 * 5, "tmu0_s")
 
 
@@ -224,8 +231,8 @@ def read_past_the_setup(asm):
     exit()
 
 
-def test_strict_mode_rejects_a_vpm_read_beyond_its_setup(drv):
-    program = drv.program(read_past_the_setup)
+def test_strict_mode_rejects_a_vpm_read_beyond_its_setup(strict_drv):
+    program = strict_drv.program(read_past_the_setup)
     with pytest.raises(UndefinedBehaviourError) as error:
-        drv.execute(n_threads=1, program=program)
+        strict_drv.execute(n_threads=1, program=program)
     assert_names_the_place(str(error.value), program.address, 16, "vpm")

@@ -29,7 +29,8 @@ def test_dma_load_row_outside_buffer_names_row_address_and_nearest_buffer():
     bad = src.bus_address + 64
     assert "QPU 0" in msg and "DMA load (VCD) read of 64 bytes" in msg
     assert f"0x{bad:08X}" in msg and "memory row 1" in msg
-    assert "nearest buffer 'src rows'" in msg and "starting right at its end" in msg   # row 1 begins at src + 64
+    # row 1 begins at src + 64, right at the end of the one-row buffer
+    assert "nearest buffer 'src rows'" in msg and "starting right at its end" in msg
     assert "start_dma_load" in msg or "vpm_ld_addr" in msg   # the disassembled instruction
     assert f"PC 0x{prog.bus_address + 8:08X}" in msg
 

@@ -45,8 +45,10 @@ def _is_nan(x):
 
 
 @jit_inline
-def _fadd_lanes(a, b, af, bf, r, rf, d64, di, negate_b):
+def _fadd_lanes(a, b, r, negate_b):
     """r = a + b (or a - b) with the QPU's flush-to-zero, round-toward-zero and NaN/Inf rules."""
+    af = a.view(np.float32)
+    bf = b.view(np.float32)
     special = False
     sign_flip = 1.0 if negate_b == 0 else -1.0
     for i in range(16):
@@ -79,7 +81,10 @@ def _fadd_lanes(a, b, af, bf, r, rf, d64, di, negate_b):
 
 
 @jit_inline
-def _fmul_lanes(a, b, af, bf, r, rf):
+def _fmul_lanes(a, b, r):
+    af = a.view(np.float32)
+    bf = b.view(np.float32)
+    rf = r.view(np.float32)
     special = False
     for i in range(16):
         x = np.int64(a[i])
@@ -149,37 +154,40 @@ def _clz(x):
 
 
 @jit_inline
-def add_pipe(op, a, b, af, bf, r, rf, c, d64, di):
-    """Run add-pipe opcode `op` on 16 elements: r = result bits, c = C flag per element.
-    One loop per opcode keeps the element loops branch-free for the compiler."""
+def add_pipe(op, a, b, r, c, d64):
+    """Run add-pipe opcode `op` on 16 elements of uint32 arrays a, b: r = result bits, c = C flag
+    per element; d64 is float64 scratch. One loop per opcode keeps the element loops branch-free
+    for the compiler."""
     if op == 1 or op == 2:                     # fadd, fsub
-        _fadd_lanes(a, b, af, bf, r, rf, d64, di, op - 1)
+        _fadd_lanes(a, b, r, op - 1)
         for i in range(16):
             v = np.int64(r[i])
             c[i] = 1 if (v & SIGN) == 0 and (v & MAG) != 0 else 0
     elif op == 12:                             # iadd: C = unsigned carry
         for i in range(16):
-            s = np.int64(a[i]) + np.int64(b[i])
-            r[i] = s & M32
-            c[i] = 1 if s > M32 else 0
+            t = np.int64(a[i]) + np.int64(b[i])
+            r[i] = t & M32
+            c[i] = (t >> 32) & 1
     elif op == 13:                             # isub: C = unsigned borrow
         for i in range(16):
-            x = np.int64(a[i])
-            y = np.int64(b[i])
-            r[i] = (x - y) & M32
-            c[i] = 1 if x < y else 0
-    elif op >= 20 and op <= 23:                # band bor bxor bnot: C = 0
+            t = np.int64(a[i]) - np.int64(b[i])
+            r[i] = t & M32
+            c[i] = (t >> 63) & 1
+    elif op == 21:                             # bor (also the add pipe's mov); C = 0
         for i in range(16):
-            x = np.int64(a[i])
-            y = np.int64(b[i])
-            if op == 20:
-                r[i] = x & y
-            elif op == 21:
-                r[i] = x | y
-            elif op == 22:
-                r[i] = x ^ y
-            else:
-                r[i] = (~x) & M32
+            r[i] = a[i] | b[i]
+            c[i] = 0
+    elif op == 20:                             # band
+        for i in range(16):
+            r[i] = a[i] & b[i]
+            c[i] = 0
+    elif op == 22:                             # bxor
+        for i in range(16):
+            r[i] = a[i] ^ b[i]
+            c[i] = 0
+    elif op == 23:                             # bnot
+        for i in range(16):
+            r[i] = ~a[i]
             c[i] = 0
     elif op >= 14 and op <= 17:                # shr asr ror shl (shift by the low 5 bits)
         for i in range(16):
@@ -231,6 +239,7 @@ def add_pipe(op, a, b, af, bf, r, rf, c, d64, di):
                     r[i] = kx if kx > ky else ky
             c[i] = 1 if kx > ky else 0
     elif op == 7:                              # ftoi: C = 0
+        af = a.view(np.float32)
         for i in range(16):
             x = np.int64(a[i])
             res = 0
@@ -246,6 +255,8 @@ def add_pipe(op, a, b, af, bf, r, rf, c, d64, di):
     elif op == 8:                              # itof, rounded toward zero; C = 0 (vc4asm)
         for i in range(16):
             d64[i] = np.float64(_to_signed(np.int64(a[i])))
+        di = d64.view(np.int64)
+        rf = r.view(np.float32)
         for i in range(16):
             di[i] &= TRUNC_TO_F32
         for i in range(16):
@@ -266,10 +277,10 @@ def add_pipe(op, a, b, af, bf, r, rf, c, d64, di):
 
 
 @jit_inline
-def mul_pipe(op, a, b, af, bf, r, rf, c):
+def mul_pipe(op, a, b, r, c):
     """Run mul-pipe opcode `op` on 16 elements."""
     if op == 1:
-        _fmul_lanes(a, b, af, bf, r, rf)
+        _fmul_lanes(a, b, r)
         for i in range(16):
             c[i] = 0
     elif op == 2:                              # mul24: C = product > 0xFFFFFF (vc4asm)

@@ -11,14 +11,20 @@ end of a chunk (so the caller can enforce a wall-clock timeout).
 
 Per instruction the order is the reference's Appendix B: branch / load immediate / ALU; stalls and
 blocking are decided before any side effect, so a stalled instruction is simply issued again later.
+
+Runs of plain ALU instructions (decode's C_FAST) go to fastpath.run_burst instead, outside strict
+mode and tracing: same results (tests/emu/test_fast_path.py holds it to this loop), a fraction of
+the host time.
 """
 import numpy as np
 
 from vc4infer.emu import alu, dma, pack, sfu, tmu, vpm
 from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_IMM, C_MODE, C_MUX_AA, C_MUX_AB,
-    C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG)
-from vc4infer.emu.jit import jit
+    C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG, C_USES,
+    C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
+from vc4infer.emu.fastpath import cond_mask, pop_uniform, run_burst, uniform_in_buffer
+from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.memory import in_buffer, load_u32
 from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
@@ -27,7 +33,7 @@ from vc4infer.emu.state import (
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
     GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GS_UNIFORM_L2_MISSES,
     GS_UNIFORM_LINES, GT_DRAM_FREE, GT_TMU_FREE,
-    IP_CHUNK, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
+    IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
     QPUS_PER_SLICE, QS_ACCW_INSTR, QS_ACCW_MASK, QS_BLOCK_ON, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT,
     QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE, QS_END_AT, QS_END_CYCLE, QS_HOSTINT, QS_INSTR,
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_LD_DONE, QS_LD_PENDING, QS_MUTEX_HELD, QS_NOSWAP,
@@ -61,6 +67,7 @@ MUL_FLOAT_IN = np.zeros(8, dtype=np.int64)
 for _op in isa.MUL_OPS:
     MUL_FLOAT_IN[_op.code] = _op.float_in
 SMALL_IMM = np.array(isa.SMALL_IMM_BITS, dtype=np.int64)
+SMALL_IMM_ROWS = np.repeat(SMALL_IMM.astype(np.uint32)[:, None], isa.SIMD_WIDTH, axis=1)
 OP_ITOF = isa.ADD_OP_BY_NAME["itof"].code
 OP_IADD = isa.ADD_OP_BY_NAME["iadd"].code
 OP_ISUB = isa.ADD_OP_BY_NAME["isub"].code
@@ -94,19 +101,6 @@ def _fault(err, kind, q, pc, addr, nbytes, row):
     err[ERR_NBYTES] = nbytes
     err[ERR_ROW] = row
     return EV_FAULT
-
-
-@jit
-def _cond_mask(cond, fl, out):
-    """out[i] = 1 where condition code `cond` holds on flags fl[3, 16] (Z, N, C)."""
-    if cond <= 1:
-        for i in range(16):
-            out[i] = cond
-        return
-    f = (cond - 2) >> 1
-    want = 1 if (cond & 1) == 0 else 0
-    for i in range(16):
-        out[i] = 1 if fl[f, i] == want else 0
 
 
 @jit
@@ -452,16 +446,62 @@ def _rotate(src, dst, n, full):
             dst[(i & 12) | ((i + m) & 3)] = src[i]
 
 
-@jit
+@jit_inline
+def _operand(dst, mux, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4):
+    """Copy the 16 elements that input mux `mux` selects into dst."""
+    if mux == isa.MUX_A:
+        if unpack_a:
+            for i in range(16):
+                dst[i] = ua[i]
+        else:
+            for i in range(16):
+                dst[i] = va[i]
+    elif mux == isa.MUX_B:
+        for i in range(16):
+            dst[i] = vb[i]
+    elif mux == isa.MUX_R4 and unpack_r4:
+        for i in range(16):
+            dst[i] = ur4[i]
+    else:
+        for i in range(16):
+            dst[i] = acc[q, mux, i]
+
+
 def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
         qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err):
-    """Run the loaded QPUs until an event; returns the event code (state.EV_*)."""
+    """Run the loaded QPUs until an event; returns the event code (state.EV_*). Allocates the
+    compiled loop's scratch arrays (compiled code does not allocate: see jit.py)."""
+    ops = np.zeros((4, 16), dtype=np.uint32)
+    res = np.zeros((2, 16), dtype=np.uint32)
+    car = np.zeros((2, 16), dtype=np.uint8)
+    d64 = np.zeros(16, dtype=np.float64)
+    va = np.zeros(16, dtype=np.uint32)
+    vb = np.zeros(16, dtype=np.uint32)
+    ua = np.zeros(16, dtype=np.uint32)
+    ur4 = np.zeros(16, dtype=np.uint32)
+    cmask = np.ones((2, 16), dtype=np.uint8)      # all ones between instructions
+    wval = np.zeros(16, dtype=np.uint32)
+    fault = np.zeros(4, dtype=np.int64)
+    with vectorizing():     # compiles (first call of a process without a cache) with SIMD on
+        return _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready,
+                    vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
+                    ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, SMALL_IMM_ROWS)
+
+
+@jit
+def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
+         qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
+         ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, simm_rows):
+    # fixed rows: the add pipe reads operands 0-1 and writes result 0, the mul pipe 2-3 and 1
+    op0, op1, op2, op3 = ops[0], ops[1], ops[2], ops[3]
+    res0, res1 = res[0], res[1]
+    car0, car1 = car[0], car[1]
     vpm8 = vpm32.view(np.uint8)
     vpm16 = vpm32.view(np.uint16)
     mem32 = mem.view(np.uint32)
-    accf = acc.view(np.float32)
     nq = ip[IP_NQ]
     strict = ip[IP_STRICT] != 0
+    fast_path = ip[IP_FAST_PATH] != 0
     max_instr = ip[IP_MAX_INSTR]
     max_cycles = ip[IP_MAX_CYCLES]
     trace_mask = ip[IP_TRACE_MASK]
@@ -470,24 +510,6 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
     chunk_left = ip[IP_CHUNK]
     nregions = regions.shape[0]
 
-    ops = np.zeros((4, 16), dtype=np.uint32)
-    opf = ops.view(np.float32)
-    res = np.zeros((2, 16), dtype=np.uint32)
-    resf = res.view(np.float32)
-    car = np.zeros((2, 16), dtype=np.uint8)
-    d64 = np.zeros(16, dtype=np.float64)
-    di = d64.view(np.int64)
-    va = np.zeros(16, dtype=np.uint32)
-    vb = np.zeros(16, dtype=np.uint32)
-    ua = np.zeros(16, dtype=np.uint32)
-    ur4 = np.zeros(16, dtype=np.uint32)
-    vaf = va.view(np.float32)
-    vbf = vb.view(np.float32)
-    uaf = ua.view(np.float32)
-    ur4f = ur4.view(np.float32)
-    cmask = np.ones((2, 16), dtype=np.uint8)      # all ones between instructions
-    wval = np.zeros(16, dtype=np.uint32)
-    fault = np.zeros(4, dtype=np.int64)
 
     while True:
         # ---- pick the runnable QPU with the smallest cycle count (ties: lowest number) ----
@@ -519,6 +541,7 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
         hi = np.int64(0)
         off = np.int64(0)
         fl = flags[q]
+        burst_ok = fast_path and not strict and ((trace_mask >> q) & 1) == 0   # run_burst may run q
 
         # ---- run QPU q while it may ----
         while True:
@@ -548,6 +571,12 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                 hi = lo + 8 * regions[found, 1]
                 off = regions[found, 2]
             k = off + ((pc - lo) >> 3)
+            if burst_ok and prog[k, C_FAST] != FAST_NO:
+                ran = run_burst(np.int64(q), lo, hi, off, chunk_left, issue, max_instr, max_cycles, prog,
+                                regs, acc, oldv, flags, sfu_val, qs, gs, mem32, membase, simm_rows)
+                if ran > 0:
+                    chunk_left -= ran
+                    continue
             sig = prog[k, C_SIG]
             ra = prog[k, C_RA]
             rb = prog[k, C_RB]
@@ -564,54 +593,55 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
             reads_b = sig < isa.SIG_SMALL_IMM
             dadd = prog[k, C_DADD]
             dmul = prog[k, C_DMUL]
-            if sig == isa.SIG_LOAD_IMM and prog[k, C_MODE] == isa.LOAD_IMM_SEMAPHORE:
-                imm = prog[k, C_IMM]
-                sem = imm & 15
-                value = gs[GS_SEM + sem]
-                down = (imm >> 4) & 1
-                if down == 0 and value >= isa.SEMAPHORE_MAX or down == 1 and value <= 0:
-                    qs[q, QS_STATUS] = ST_BLOCKED
-                    qs[q, QS_BLOCK_ON] = sem
-                    break
-            ready = cyc
-            cause = -1
-            if is_alu:
-                if ra == isa.ADDR_MUTEX or (reads_b and rb == isa.ADDR_MUTEX):
-                    if gs[GS_MUTEX_OWNER] >= 0:
+            if prog[k, C_WAITS] != 0:       # semaphores, ldtmu, VPM/DMA/mutex access (decode.py)
+                if sig == isa.SIG_LOAD_IMM and prog[k, C_MODE] == isa.LOAD_IMM_SEMAPHORE:
+                    imm = prog[k, C_IMM]
+                    sem = imm & 15
+                    value = gs[GS_SEM + sem]
+                    down = (imm >> 4) & 1
+                    if down == 0 and value >= isa.SEMAPHORE_MAX or down == 1 and value <= 0:
                         qs[q, QS_STATUS] = ST_BLOCKED
-                        qs[q, QS_BLOCK_ON] = BLOCK_MUTEX
+                        qs[q, QS_BLOCK_ON] = sem
                         break
-                if sig == isa.SIG_LOAD_TMU0 or sig == isa.SIG_LOAD_TMU1:
-                    _apply_noswap(qs, q, n)
-                    t = _tmu_unit(qs, q, sig - isa.SIG_LOAD_TMU0)
-                    if qs[q, QS_TMU_CNT0 + 2 * t] == 0:
-                        return _undefined(err, UB_LDTMU_EMPTY, q, pc, t)
-                    tr = tmu_ready[q, t, qs[q, QS_TMU_HEAD0 + 2 * t]]
-                    if tr > ready:
-                        ready = tr
-                        cause = STALL_TMU
-                if (ra == isa.ADDR_VPM or (reads_b and rb == isa.ADDR_VPM)) and qs[q, QS_VPMR_LEFT] > 0:
-                    if qs[q, QS_VPMR_READY] > ready:
-                        ready = qs[q, QS_VPMR_READY]
-                        cause = STALL_VPM_READ
-                if ra == isa.ADDR_VPM_DMA and qs[q, QS_LD_DONE] > ready:
-                    ready = qs[q, QS_LD_DONE]
-                    cause = STALL_DMA_LOAD_WAIT
-                if reads_b and rb == isa.ADDR_VPM_DMA and qs[q, QS_ST_DONE] > ready:
-                    ready = qs[q, QS_ST_DONE]
-                    cause = STALL_DMA_STORE_WAIT
-            if sig != isa.SIG_BRANCH:
-                if (dadd == isa.ADDR_VPM_DMA or dmul == isa.ADDR_VPM_DMA) and qs[q, QS_LD_DONE] > ready:
-                    ready = qs[q, QS_LD_DONE]
-                    cause = STALL_DMA_QUEUE
-                if (dadd == B_SPACE + isa.ADDR_VPM_DMA or dmul == B_SPACE + isa.ADDR_VPM_DMA) and \
-                        qs[q, QS_ST_DONE] > ready:
-                    ready = qs[q, QS_ST_DONE]
-                    cause = STALL_DMA_QUEUE
-            if ready > cyc:
-                stall[q, cause] += ready - cyc
-                qs[q, QS_CYCLE] = ready
-                break
+                ready = cyc
+                cause = -1
+                if is_alu:
+                    if ra == isa.ADDR_MUTEX or (reads_b and rb == isa.ADDR_MUTEX):
+                        if gs[GS_MUTEX_OWNER] >= 0:
+                            qs[q, QS_STATUS] = ST_BLOCKED
+                            qs[q, QS_BLOCK_ON] = BLOCK_MUTEX
+                            break
+                    if sig == isa.SIG_LOAD_TMU0 or sig == isa.SIG_LOAD_TMU1:
+                        _apply_noswap(qs, q, n)
+                        t = _tmu_unit(qs, q, sig - isa.SIG_LOAD_TMU0)
+                        if qs[q, QS_TMU_CNT0 + 2 * t] == 0:
+                            return _undefined(err, UB_LDTMU_EMPTY, q, pc, t)
+                        tr = tmu_ready[q, t, qs[q, QS_TMU_HEAD0 + 2 * t]]
+                        if tr > ready:
+                            ready = tr
+                            cause = STALL_TMU
+                    if (ra == isa.ADDR_VPM or (reads_b and rb == isa.ADDR_VPM)) and qs[q, QS_VPMR_LEFT] > 0:
+                        if qs[q, QS_VPMR_READY] > ready:
+                            ready = qs[q, QS_VPMR_READY]
+                            cause = STALL_VPM_READ
+                    if ra == isa.ADDR_VPM_DMA and qs[q, QS_LD_DONE] > ready:
+                        ready = qs[q, QS_LD_DONE]
+                        cause = STALL_DMA_LOAD_WAIT
+                    if reads_b and rb == isa.ADDR_VPM_DMA and qs[q, QS_ST_DONE] > ready:
+                        ready = qs[q, QS_ST_DONE]
+                        cause = STALL_DMA_STORE_WAIT
+                if sig != isa.SIG_BRANCH:
+                    if (dadd == isa.ADDR_VPM_DMA or dmul == isa.ADDR_VPM_DMA) and qs[q, QS_LD_DONE] > ready:
+                        ready = qs[q, QS_LD_DONE]
+                        cause = STALL_DMA_QUEUE
+                    if (dadd == B_SPACE + isa.ADDR_VPM_DMA or dmul == B_SPACE + isa.ADDR_VPM_DMA) and \
+                            qs[q, QS_ST_DONE] > ready:
+                        ready = qs[q, QS_ST_DONE]
+                        cause = STALL_DMA_QUEUE
+                if ready > cyc:
+                    stall[q, cause] += ready - cyc
+                    qs[q, QS_CYCLE] = ready
+                    break
 
             # ---- strict checks of the instruction as a whole ----
             if strict:
@@ -726,8 +756,8 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         mode != isa.LOAD_IMM_PER_ELEMENT_SIGNED and mode != isa.LOAD_IMM_PER_ELEMENT_UNSIGNED:
                     return _undefined(err, UB_RESERVED_OP, q, pc, mode)
                 if prog[k, C_CA] != isa.COND_ALWAYS or prog[k, C_CM] != isa.COND_ALWAYS:
-                    _cond_mask(prog[k, C_CA], fl, cmask[0])
-                    _cond_mask(prog[k, C_CM], fl, cmask[1])
+                    cond_mask(prog[k, C_CA], fl, cmask[0])
+                    cond_mask(prog[k, C_CM], fl, cmask[1])
                     masked = True
                 have_add = True
                 have_mul = True
@@ -741,16 +771,10 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                 mab = prog[k, C_MUX_AB]
                 mma = prog[k, C_MUX_MA]
                 mmb = prog[k, C_MUX_MB]
-                n_in_a = 2 if opa != 0 else 0
-                if opa == 7 or opa == 8 or opa == 23 or opa == 24:
-                    n_in_a = 1
-                n_in_m = 2 if opm != 0 else 0
-                uses_a = (n_in_a >= 1 and maa == isa.MUX_A) or (n_in_a == 2 and mab == isa.MUX_A) or \
-                    (n_in_m >= 1 and (mma == isa.MUX_A or mmb == isa.MUX_A))
-                uses_b = (n_in_a >= 1 and maa == isa.MUX_B) or (n_in_a == 2 and mab == isa.MUX_B) or \
-                    (n_in_m >= 1 and (mma == isa.MUX_B or mmb == isa.MUX_B))
-                uses_r4 = (n_in_a >= 1 and maa == isa.MUX_R4) or (n_in_a == 2 and mab == isa.MUX_R4) or \
-                    (n_in_m >= 1 and (mma == isa.MUX_R4 or mmb == isa.MUX_R4))
+                uses = prog[k, C_USES]
+                uses_a = (uses & USES_A) != 0
+                uses_b = (uses & USES_B) != 0
+                uses_r4 = (uses & USES_R4) != 0
                 if strict and qs[q, QS_SFU_AT] >= n and \
                         (uses_r4 or sig == isa.SIG_LOAD_TMU0 or sig == isa.SIG_LOAD_TMU1 or
                          (isa.ADDR_SFU_FIRST <= (dadd & 63) <= isa.ADDR_SFU_LAST and opa != 0) or
@@ -766,17 +790,11 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                     else:
                         for i in range(16):
                             va[i] = regs[q, ra, i]
-                elif ra == isa.ADDR_UNIFORM and qs[q, QS_UPTR_AT] < 0 and \
-                        qs[q, QS_UBUF_LO] <= qs[q, QS_UPTR] and qs[q, QS_UPTR] + 4 <= qs[q, QS_UBUF_HI] \
-                        and (qs[q, QS_UPTR] & 3) == 0:
-                    v = mem32[(qs[q, QS_UPTR] - membase) >> 2]      # fast path: same buffer as before
-                    # the line test is repeated here so that the common case (same line) skips a
-                    # call with eleven array arguments, which costs more than the test
+                elif ra == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
                     if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
                         ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
-                    qs[q, QS_UPTR] += 4
-                    qs[q, QS_UNIF_READS] += 1
+                    v = pop_uniform(qs, q, mem32, membase)
                     for i in range(16):
                         va[i] = v
                 elif ra != isa.ADDR_NOP or uses_a:
@@ -807,6 +825,13 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         return _undefined(err, UB_UNIFORM_TWICE, q, pc, rb)
                     for i in range(16):
                         vb[i] = va[i]
+                elif rb == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
+                    if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
+                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
+                                                      l2tag, l2lru, l2data, tp)
+                    v = pop_uniform(qs, q, mem32, membase)
+                    for i in range(16):
+                        vb[i] = v
                 elif rb != isa.ADDR_NOP or uses_b:
                     st = _io_read(q, n, pc, rb, 1, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32,
                                   vb, strict, uses_b, err)
@@ -821,65 +846,27 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                 add_float = ADD_FLOAT_OUT[opa] != 0
                 mul_float = opm == 1
                 mode = prog[k, C_MODE]
-                if mode != 0 and pm == 0:
-                    add_uses_a = (n_in_a >= 1 and maa == isa.MUX_A) or (n_in_a == 2 and mab == isa.MUX_A)
-                    mul_uses_a = n_in_m >= 1 and (mma == isa.MUX_A or mmb == isa.MUX_A)
+                unpack_a = mode != 0 and pm == 0
+                unpack_r4 = mode != 0 and pm == 1
+                if unpack_a:
+                    add_uses_a = (uses & ADD_USES_A) != 0
+                    mul_uses_a = (uses & MUL_USES_A) != 0
                     # guide: float conversion "if any ALU consuming data executes float instruction"
                     as_float = (add_uses_a and add_fin) or (mul_uses_a and mul_fin)
                     if strict and add_uses_a and mul_uses_a and add_fin != mul_fin:
                         return _undefined(err, UB_UNPACK_MIXED, q, pc, mode)
                     for i in range(16):
                         ua[i] = pack.unpack(mode, np.int64(va[i]), as_float)
-                    src_a = ua
-                    src_af = uaf
-                else:
-                    src_a = va
-                    src_af = vaf
-                if mode != 0 and pm == 1:
+                if unpack_r4:
                     for i in range(16):
                         ur4[i] = pack.unpack(mode, np.int64(acc[q, 4, i]), True)
-                    src_r4 = ur4
-                    src_r4f = ur4f
-                else:
-                    src_r4 = acc[q, 4]
-                    src_r4f = accf[q, 4]
-                # operands: views of their sources (copied only when rotated)
-                x0 = vb
-                x0f = vbf
-                x1 = vb
-                x1f = vbf
-                x2 = vb
-                x2f = vbf
-                x3 = vb
-                x3f = vbf
-                for slot in range(4):
-                    if slot < 2 and opa == 0 or slot >= 2 and opm == 0:
-                        continue
-                    m = maa if slot == 0 else (mab if slot == 1 else (mma if slot == 2 else mmb))
-                    if m == isa.MUX_A:
-                        xs = src_a
-                        xf = src_af
-                    elif m == isa.MUX_B:
-                        xs = vb
-                        xf = vbf
-                    elif m == isa.MUX_R4:
-                        xs = src_r4
-                        xf = src_r4f
-                    else:
-                        xs = acc[q, m]
-                        xf = accf[q, m]
-                    if slot == 0:
-                        x0 = xs
-                        x0f = xf
-                    elif slot == 1:
-                        x1 = xs
-                        x1f = xf
-                    elif slot == 2:
-                        x2 = xs
-                        x2f = xf
-                    else:
-                        x3 = xs
-                        x3f = xf
+                # operands: copies of their sources into the fixed operand rows
+                if opa != 0:
+                    _operand(op0, maa, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4)
+                    _operand(op1, mab, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4)
+                if opm != 0:
+                    _operand(op2, mma, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4)
+                    _operand(op3, mmb, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4)
                 # mul-pipe rotation
                 if sig == isa.SIG_SMALL_IMM and rb >= isa.SMALL_IMM_ROTATE_BY_R5 and opm != 0:
                     if rb == isa.SMALL_IMM_ROTATE_BY_R5:
@@ -894,23 +881,23 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                     if strict and full_rot and qs[q, QS_ACCW_INSTR] == n - 1 and \
                             ((qs[q, QS_ACCW_MASK] >> mma) & 1 or (qs[q, QS_ACCW_MASK] >> mmb) & 1):
                         return _undefined(err, UB_ROTATE_HAZARD, q, pc, amount)
-                    _rotate(x2, ops[2], amount, full_rot)
-                    _rotate(x3, ops[3], amount, full_rot)
-                    x2 = ops[2]
-                    x2f = opf[2]
-                    x3 = ops[3]
-                    x3f = opf[3]
+                    _rotate(op2, wval, amount, full_rot)
+                    for i in range(16):
+                        op2[i] = wval[i]
+                    _rotate(op3, wval, amount, full_rot)
+                    for i in range(16):
+                        op3[i] = wval[i]
                 # execute
                 if opa != 0:
-                    alu.add_pipe(opa, x0, x1, x0f, x1f, res[0], resf[0], car[0], d64, di)
+                    alu.add_pipe(opa, op0, op1, res0, car0, d64)
                     if prog[k, C_CA] != isa.COND_ALWAYS:
-                        _cond_mask(prog[k, C_CA], fl, cmask[0])
+                        cond_mask(prog[k, C_CA], fl, cmask[0])
                         masked = True
                     have_add = True
                     if pm == 0 and pk >= 8 and (opa == OP_IADD or opa == OP_ISUB):
                         for i in range(16):   # 32-bit saturation before the pack (VC4C)
-                            x = np.int64(x0[i])
-                            y = np.int64(x1[i])
+                            x = np.int64(op0[i])
+                            y = np.int64(op1[i])
                             sx = x - ((x & 0x80000000) << 1)
                             sy = y - ((y & 0x80000000) << 1)
                             s = sx + sy if opa == OP_IADD else sx - sy
@@ -919,9 +906,9 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                             elif s < -2147483648:
                                 res[0, i] = 0x80000000
                 if opm != 0:
-                    alu.mul_pipe(opm, x2, x3, x2f, x3f, res[1], resf[1], car[1])
+                    alu.mul_pipe(opm, op2, op3, res1, car1)
                     if prog[k, C_CM] != isa.COND_ALWAYS:
-                        _cond_mask(prog[k, C_CM], fl, cmask[1])
+                        cond_mask(prog[k, C_CM], fl, cmask[1])
                         masked = True
                     have_mul = True
                 if sig == isa.SIG_LOAD_TMU0 or sig == isa.SIG_LOAD_TMU1:
@@ -949,8 +936,8 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                             # C where vc4asm and VC4C disagree: remembered, raised only if read
                             amb = 0
                             if is_alu and strict:
-                                alt = alu.carry_alternative(fp, pipe_op, x0 if fp == 0 else x2,
-                                                            x1 if fp == 0 else x3, res[fp], i)
+                                alt = alu.carry_alternative(fp, pipe_op, op0 if fp == 0 else op2,
+                                                            op1 if fp == 0 else op3, res[fp], i)
                                 amb = 1 if alt >= 0 and alt != car[fp, i] else 0
                             fl[3, i] = amb
 
@@ -963,21 +950,21 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                 addr = full & 63
                 if addr == isa.ADDR_NOP:
                     continue
-                is_float = add_float if p == 0 else mul_float
                 bm = 0xF
+                src = res0 if p == 0 else res1       # the value written: the result or its pack
                 if pm == 0 and pk != 0 and full < 32:
+                    is_float = add_float if p == 0 else mul_float
                     bm = pack.PACK_BYTE_MASK[pk]
                     for i in range(16):
-                        wval[i] = pack.pack_a(pk, np.int64(res[p, i]), is_float)
+                        wval[i] = pack.pack_a(pk, np.int64(src[i]), is_float)
+                    src = wval
                 elif pm == 1 and pk != 0 and p == 1:
                     if strict and (pk < 3 or pk > 7):
                         return _undefined(err, UB_RESERVED_OP, q, pc, pk)
                     for i in range(16):
-                        pv, bm = pack.colour_pack(pk, np.int64(res[p, i]))
+                        pv, bm = pack.colour_pack(pk, np.int64(src[i]))
                         wval[i] = pv
-                else:
-                    for i in range(16):
-                        wval[i] = res[p, i]
+                    src = wval
                 cm = cmask[p]
                 if addr < 32:
                     ri = addr if full < B_SPACE else 32 + addr
@@ -986,11 +973,11 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         oldv[q, sp, i] = regs[q, ri, i]
                     if bm == 0xF and prog[k, C_CA + p] == isa.COND_ALWAYS:
                         for i in range(16):
-                            regs[q, ri, i] = wval[i]
+                            regs[q, ri, i] = src[i]
                     elif bm == 0xF:
                         for i in range(16):
                             if cm[i]:
-                                regs[q, ri, i] = wval[i]
+                                regs[q, ri, i] = src[i]
                     else:
                         keep = np.int64(0)
                         for b in range(4):
@@ -999,7 +986,7 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         for i in range(16):
                             if cm[i]:
                                 regs[q, ri, i] = (np.int64(regs[q, ri, i]) & keep) | \
-                                    (np.int64(wval[i]) & ~keep & 0xFFFFFFFF)
+                                    (np.int64(src[i]) & ~keep & 0xFFFFFFFF)
                     if sp == 0:
                         n_written_a = addr
                     else:
@@ -1010,10 +997,10 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                         # A space: element 0 of each quad to its quad; B space: element 0 to all.
                         # The source element's condition governs (VC4C's hardware tests).
                         for qd in range(4):
-                            src = 4 * qd if full < B_SPACE else 0
-                            if cm[src]:
+                            e0 = 4 * qd if full < B_SPACE else 0
+                            if cm[e0]:
                                 for e in range(4):
-                                    acc[q, 5, 4 * qd + e] = wval[src]
+                                    acc[q, 5, 4 * qd + e] = src[e0]
                         qs[q, QS_R5W_INSTR] = n
                     else:
                         keep = np.int64(0)
@@ -1022,15 +1009,15 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
                                 keep |= np.int64(255) << (8 * b)
                         if keep == 0 and prog[k, C_CA + p] == isa.COND_ALWAYS:
                             for i in range(16):
-                                acc[q, ai, i] = wval[i]
+                                acc[q, ai, i] = src[i]
                         else:
                             for i in range(16):
                                 if cm[i]:
                                     acc[q, ai, i] = (np.int64(acc[q, ai, i]) & keep) | \
-                                        (np.int64(wval[i]) & ~keep & 0xFFFFFFFF)
+                                        (np.int64(src[i]) & ~keep & 0xFFFFFFFF)
                     accw |= 1 << ai
                 else:
-                    st = _io_write(q, n, pc, full, wval, cm, bm, qs, gs, gt, stall, mem, membase,
+                    st = _io_write(q, n, pc, full, src, cm, bm, qs, gs, gt, stall, mem, membase,
                                    bounds, vpm8, vpm16, vpm32, sfu_val, tmu_data, tmu_ready, l1tag,
                                    l1data, l2tag, l2lru, l2data, tp, nq, strict, err, fault)
                     if st == -2:

@@ -2,7 +2,8 @@
 
 The compiled loop never extracts bit fields: it indexes `prog[i, C_*]`. Field positions come from
 `isa` (ALU, branch, load-immediate and semaphore layouts); a few derived columns (destination with
-the write swap applied, "touches machine-wide state") are computed here once per program.
+the write swap applied, "touches machine-wide state", which operand sources the ops consume, "may
+stall or block before issue") are computed here once per program.
 """
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from vc4infer.qpu import isa
 
 (C_SIG, C_MODE, C_PM, C_PACK, C_CA, C_CM, C_SF, C_WS, C_WADD, C_WMUL, C_OPM, C_OPA, C_RA, C_RB,
  C_MUX_AA, C_MUX_AB, C_MUX_MA, C_MUX_MB, C_IMM, C_DADD, C_DMUL, C_BCOND, C_BREL, C_BREG, C_BRA,
- C_SHARED, C_N) = range(27)
+ C_SHARED, C_USES, C_WAITS, C_FAST, C_N) = range(30)
+
+# C_USES bits: which operand sources the ALU ops consume (muxes of ops with inputs)
+USES_A, USES_B, USES_R4, ADD_USES_A, MUL_USES_A = 1, 2, 4, 8, 16
+# C_FAST values: the loop's fast path may run the instruction (see `_fast_path`)
+FAST_NO, FAST_PLAIN, FAST_UNIFORM = 0, 1, 2
 
 _ALU_COLUMNS = {
     C_MODE: "unpack", C_PM: "pm", C_PACK: "pack", C_CA: "cond_add", C_CM: "cond_mul", C_SF: "sf",
@@ -65,7 +71,63 @@ def predecode(words: np.ndarray) -> np.ndarray:
     is_sema = (sig == isa.SIG_LOAD_IMM) & (prog[:, C_MODE] == isa.LOAD_IMM_SEMAPHORE)
     shared |= is_sema
     prog[:, C_SHARED] = shared
+    prog[:, C_USES] = np.where(alu, _operand_uses(prog), 0)
+    # what the loop must check before issue: semaphores, ldtmu, reads of VPM / DMA wait / mutex,
+    # DMA starts (queue full); every other instruction issues without those tests
+    waits = is_sema | alu & ((sig == isa.SIG_LOAD_TMU0) | (sig == isa.SIG_LOAD_TMU1))
+    for addr in (isa.ADDR_VPM, isa.ADDR_VPM_DMA, isa.ADDR_MUTEX):
+        waits |= alu & (prog[:, C_RA] == addr) | reads_b & (prog[:, C_RB] == addr)
+    waits |= ~is_branch & ((prog[:, C_WADD] == isa.ADDR_VPM_DMA) | (prog[:, C_WMUL] == isa.ADDR_VPM_DMA))
+    prog[:, C_WAITS] = waits
+    prog[:, C_FAST] = _fast_path(prog, shared | waits)
     return prog
+
+
+def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """C_FAST per instruction: whether fastpath.run_burst may run it. It runs plain ALU
+    instructions: no signal (or a small immediate that is not a rotation), no pack/unpack,
+    operands from registers, accumulators, small immediates or uniforms, results to registers,
+    r0-r3 or nowhere, any conditions and flag updates. FAST_UNIFORM marks those that read a
+    uniform: they take the fast path only while the uniform stays in the cache line of the
+    previous one (a new line is a timed, ordered event of the general loop)."""
+    sig, opa, opm = prog[:, C_SIG], prog[:, C_OPA], prog[:, C_OPM]
+    ra, rb, uses = prog[:, C_RA], prog[:, C_RB], prog[:, C_USES]
+    small_imm = sig == isa.SIG_SMALL_IMM
+    fast = (sig == isa.SIG_NONE) | small_imm & ((rb < isa.SMALL_IMM_ROTATE_BY_R5) | (opm == 0))
+    fast &= (prog[:, C_MODE] == 0) & (prog[:, C_PACK] == 0) & ~ordered
+    r3 = isa.ACCUMULATOR_WADDR["r3"]
+    for op, waddr in ((opa, prog[:, C_WADD]), (opm, prog[:, C_WMUL])):
+        fast &= (op == 0) | (waddr <= r3) | (waddr == isa.ADDR_NOP)
+    a_ok = (ra < 32) | (ra == isa.ADDR_UNIFORM) | (ra == isa.ADDR_NOP) & ((uses & USES_A) == 0)
+    b_ok = small_imm | (rb < 32) | (rb == isa.ADDR_UNIFORM) | (rb == isa.ADDR_NOP) & ((uses & USES_B) == 0)
+    fast &= a_ok & b_ok
+    reads_uniform = (ra == isa.ADDR_UNIFORM) | ~small_imm & (rb == isa.ADDR_UNIFORM)
+    return np.where(fast, np.where(reads_uniform, FAST_UNIFORM, FAST_PLAIN), FAST_NO)
+
+
+def _operand_uses(prog: np.ndarray) -> np.ndarray:
+    """C_USES bits per instruction, from the opcodes' input counts in isa."""
+    n_add = np.full(32, 2, dtype=np.int64)       # reserved codes: as if both operands were read
+    n_mul = np.zeros(8, dtype=np.int64)
+    for op in isa.ADD_OPS:
+        n_add[op.code] = op.n_inputs
+    for op in isa.MUL_OPS:
+        n_mul[op.code] = op.n_inputs
+    na = n_add[prog[:, C_OPA]]
+    nm = n_mul[prog[:, C_OPM]]
+
+    def add_reads(mux):
+        return (na >= 1) & (prog[:, C_MUX_AA] == mux) | (na == 2) & (prog[:, C_MUX_AB] == mux)
+
+    def mul_reads(mux):
+        return (nm >= 1) & (prog[:, C_MUX_MA] == mux) | (nm == 2) & (prog[:, C_MUX_MB] == mux)
+
+    uses = np.zeros(len(prog), dtype=np.int64)
+    for bit, mux in ((USES_A, isa.MUX_A), (USES_B, isa.MUX_B), (USES_R4, isa.MUX_R4)):
+        uses |= np.where(add_reads(mux) | mul_reads(mux), bit, 0)
+    uses |= np.where(add_reads(isa.MUX_A), ADD_USES_A, 0)
+    uses |= np.where(mul_reads(isa.MUX_A), MUL_USES_A, 0)
+    return uses
 
 
 def words_from_bytes(data) -> np.ndarray:

@@ -96,8 +96,10 @@ class Machine:
     def __init__(self, memory: GpuMemory, clock_hz: float = timing.DEFAULT_CLOCK_HZ,
                  strict: bool = False, trace: Sequence[int] = (),
                  max_instructions: Optional[int] = None, max_cycles: Optional[int] = None,
-                 trace_callback: Optional[Callable[[TraceRecord], None]] = None):
+                 trace_callback: Optional[Callable[[TraceRecord], None]] = None,
+                 fast_path: bool = True):
         self.memory = memory
+        self.fast_path = bool(fast_path)   # False: every instruction through the general loop
         self.clock_hz = float(clock_hz)
         self.strict = bool(strict)
         for q in trace:
@@ -189,6 +191,7 @@ class Machine:
             self._decode_at(code)
         self.ip[state.IP_NQ] = self.n_qpus
         self.ip[state.IP_STRICT] = int(self.strict)
+        self.ip[state.IP_FAST_PATH] = int(self.fast_path)
         self.ip[state.IP_MAX_INSTR] = self.max_instructions if self.max_instructions else UNLIMITED
         self.ip[state.IP_MAX_CYCLES] = self.max_cycles if self.max_cycles else UNLIMITED
         self.ip[state.IP_CHUNK] = CHUNK_INSTRUCTIONS

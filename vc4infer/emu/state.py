@@ -48,7 +48,8 @@ GT_TMU_FREE = 3                  # one per TMU: GT_TMU_FREE + 2 * slice + tmu
 GT_N = GT_TMU_FREE + NSLICES * TMUS_PER_SLICE
 
 # --- ip: integer run options -------------------------------------------------------------------
-(IP_NQ, IP_STRICT, IP_MAX_INSTR, IP_MAX_CYCLES, IP_CHUNK, IP_TRACE_MASK, IP_MEMBASE, IP_N) = range(8)
+(IP_NQ, IP_STRICT, IP_MAX_INSTR, IP_MAX_CYCLES, IP_CHUNK, IP_TRACE_MASK, IP_MEMBASE, IP_FAST_PATH,
+ IP_N) = range(9)
 
 # --- events the compiled loop returns with -------------------------------------------------------
 (EV_DONE, EV_FAULT, EV_DEADLOCK, EV_BUDGET, EV_UNDEFINED, EV_NEED_DECODE, EV_TRACE, EV_CHUNK) = range(8)

@@ -36,7 +36,11 @@ def invalidate(caches) -> None:
 @jit
 def _fill_from_memory(mem, membase, line, dst):
     base = line * CACHE_LINE_BYTES - membase
-    for k in range(CACHE_LINE_BYTES):
+    if 0 <= base and base + CACHE_LINE_BYTES <= mem.shape[0]:
+        for k in range(CACHE_LINE_BYTES):
+            dst[k] = mem[base + k]
+        return
+    for k in range(CACHE_LINE_BYTES):           # a line at the edge of emulated memory
         o = base + k
         dst[k] = mem[o] if 0 <= o < mem.shape[0] else 0
 
@@ -72,6 +76,8 @@ def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, 
         a = np.int64(addrs[i]) & ~3
         if not in_buffer(bounds, a, 4):
             return i
+    l1words = l1data.view(np.uint32)      # lines as words: one move per word, not per byte
+    l2words = l2data.view(np.uint32)
     for i in range(16):
         a = np.int64(addrs[i]) & ~3
         line = a // CACHE_LINE_BYTES
@@ -81,12 +87,10 @@ def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, 
             s, way, missed = l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp * 16 + i + 1)
             if missed:
                 counts[1] += 1
-            for k in range(CACHE_LINE_BYTES):
-                l1data[unit, slot, k] = l2data[s, way, k]
+            for k in range(CACHE_LINE_BYTES // 4):
+                l1words[unit, slot, k] = l2words[s, way, k]
             l1tag[unit, slot] = line
-        o = a % CACHE_LINE_BYTES
-        v = (int(l1data[unit, slot, o]) | (int(l1data[unit, slot, o + 1]) << 8)
-             | (int(l1data[unit, slot, o + 2]) << 16) | (int(l1data[unit, slot, o + 3]) << 24))
+        v = np.int64(l1words[unit, slot, (a % CACHE_LINE_BYTES) >> 2])
         out[i] = v
         if v != load_u32(mem, a - membase):
             counts[2] += 1

@@ -1,0 +1,244 @@
+"""The emulator's fast path: runs of plain ALU instructions (decode marks them C_FAST) executed by
+a small loop of their own, away from the general loop in core.py.
+
+Most instructions of a compute kernel are plain ALU instructions: no signal, pack or peripheral,
+operands from registers, accumulators, small immediates or the uniform stream, results to
+registers or accumulators. `run_burst` executes consecutive ones with none of the general
+loop's tests for stalls, shared state or strict-mode rules (the caller uses it only outside
+strict mode and tracing), so its few live values stay in CPU registers; its scratch arrays are
+on the stack (jit.stack_array) so that the 16-element loops compile to SIMD code. The results
+are those of the general path, which the emulator's tests hold to the reference guide.
+"""
+import numpy as np
+
+from vc4infer.emu import alu
+from vc4infer.emu.decode import (
+    C_CA, C_CM, C_DADD, C_DMUL, C_FAST, C_MUX_AA, C_MUX_AB, C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA,
+    C_RB, C_SF, C_SIG, FAST_NO, FAST_PLAIN)
+from vc4infer.emu.jit import jit, jit_inline, stack_f64, stack_u8, stack_u32
+from vc4infer.emu.state import (
+    GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_CYCLE, QS_END_AT, QS_INSTR,
+    QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_UBUF_HI, QS_UBUF_LO,
+    QS_ULINE, QS_UNIF_READS, QS_UPTR, QS_UPTR_AT)
+from vc4infer.emu.timing import CACHE_LINE_BYTES
+from vc4infer.qpu import isa
+
+B_SPACE = 64     # full destination = space * 64 + address
+OP_V8MIN = isa.MUL_OP_BY_NAME["v8min"].code
+OP_V8MAX = isa.MUL_OP_BY_NAME["v8max"].code
+
+
+@jit_inline
+def cond_mask(cond, fl, out):
+    """out[i] = 1 where condition code `cond` holds on flags fl[3, 16] (Z, N, C)."""
+    if cond <= 1:
+        for i in range(16):
+            out[i] = cond
+        return
+    f = (cond - 2) >> 1
+    want = 1 if (cond & 1) == 0 else 0
+    for i in range(16):
+        out[i] = 1 if fl[f, i] == want else 0
+
+
+@jit_inline
+def uniform_in_buffer(qs, q):
+    """Whether the next uniform lies in the buffer of the previous one with no uniforms_address
+    write pending: the common case, which `pop_uniform` reads without core's `_read_uniform`'s checks
+    (a call with many array arguments, which costs more than the read itself)."""
+    a = qs[q, QS_UPTR]
+    return qs[q, QS_UPTR_AT] < 0 and qs[q, QS_UBUF_LO] <= a and a + 4 <= qs[q, QS_UBUF_HI] and (a & 3) == 0
+
+
+@jit_inline
+def pop_uniform(qs, q, mem32, membase):
+    a = qs[q, QS_UPTR]
+    qs[q, QS_UPTR] = a + 4
+    qs[q, QS_UNIF_READS] += 1
+    return mem32[(a - membase) >> 2]
+
+
+@jit_inline
+def _mux(m, q, acc, src_a, src_b):
+    """The 16 elements input mux `m` selects (a view, no copy)."""
+    if m == isa.MUX_A:
+        return src_a
+    if m == isa.MUX_B:
+        return src_b
+    return acc[q, m]
+
+
+@jit_inline
+def _fast_write(full, cond, mask, q, src, regs, acc, oldv, tmp, wa, wb):
+    """Write src to register-file or accumulator destination `full` (space * 64 + address), in
+    the elements where `mask` is set unless `cond` is "always"; returns the regfile A and B
+    addresses written so far (-1: none). `tmp`: 16 elements of stack scratch."""
+    addr = full & 63
+    if addr < 32:
+        sp = 0 if full < B_SPACE else 1
+        ri = addr + 32 * sp
+        for i in range(16):                 # via the stack: regs and oldv might overlap for all
+            tmp[i] = regs[q, ri, i]         # the compiler knows, which would keep this scalar
+        for i in range(16):
+            oldv[q, sp, i] = tmp[i]
+        if cond == isa.COND_ALWAYS:
+            for i in range(16):
+                regs[q, ri, i] = src[i]
+        else:
+            for i in range(16):
+                if mask[i]:
+                    regs[q, ri, i] = src[i]
+        if sp == 0:
+            wa = addr
+        else:
+            wb = addr
+    elif addr != isa.ADDR_NOP:
+        ai = addr - 32
+        if cond == isa.COND_ALWAYS:
+            for i in range(16):
+                acc[q, ai, i] = src[i]
+        else:
+            for i in range(16):
+                if mask[i]:
+                    acc[q, ai, i] = src[i]
+    return wa, wb
+
+
+@jit_inline
+def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va, vb, res0, res1,
+              car0, car1, d64, mask0, mask1, tmp):
+    """Run an instruction that decode marked FAST_* (no signal, pack or peripherals) with none of
+    the general path's tests: operands are read in place, both pipes compute before either
+    writes; conditions use the flags from before the instruction's own flag update. Returns the
+    regfile A and B addresses written (-1: none). The scratch arrays (va ... tmp) are
+    `stack_array`s, so that the element loops writing them compile to SIMD code."""
+    sig = prog[k, C_SIG]
+    ra = prog[k, C_RA]
+    rb = prog[k, C_RB]
+    raw = qs[q, QS_LASTW_INSTR] == n - 1        # a read of last instruction's write: old value
+    if ra < 32:
+        src_a = oldv[q, 0] if raw and ra == qs[q, QS_LASTW_A] else regs[q, ra]
+    else:
+        src_a = va
+        if ra == isa.ADDR_UNIFORM:
+            v = pop_uniform(qs, q, mem32, membase)
+            for i in range(16):
+                va[i] = v
+    if sig == isa.SIG_SMALL_IMM:
+        src_b = simm_rows[rb]
+    elif rb < 32:
+        src_b = oldv[q, 1] if raw and rb == qs[q, QS_LASTW_B] else regs[q, 32 + rb]
+    elif rb == isa.ADDR_UNIFORM and ra != isa.ADDR_UNIFORM:
+        v = pop_uniform(qs, q, mem32, membase)
+        for i in range(16):
+            vb[i] = v
+        src_b = vb
+    else:                                       # raddr_b nop, or one uniform read for both fields
+        src_b = va
+    opa = prog[k, C_OPA]
+    opm = prog[k, C_OPM]
+    if opa != 0:
+        alu.add_pipe(opa, _mux(prog[k, C_MUX_AA], q, acc, src_a, src_b),
+                     _mux(prog[k, C_MUX_AB], q, acc, src_a, src_b), res0, car0, d64)
+    if opm != 0:
+        mma = prog[k, C_MUX_MA]
+        if (opm == OP_V8MIN or opm == OP_V8MAX) and mma == prog[k, C_MUX_MB]:
+            src = _mux(mma, q, acc, src_a, src_b)      # the mul pipe's mov: v8min x, x = x
+            for i in range(16):
+                res1[i] = src[i]
+                car1[i] = 0
+        else:
+            alu.mul_pipe(opm, _mux(mma, q, acc, src_a, src_b),
+                         _mux(prog[k, C_MUX_MB], q, acc, src_a, src_b), res1, car1)
+    ca = prog[k, C_CA] if opa != 0 else isa.COND_ALWAYS     # a pipe that does not run: no mask
+    cm = prog[k, C_CM] if opm != 0 else isa.COND_ALWAYS
+    if ca != isa.COND_ALWAYS:
+        cond_mask(ca, fl, mask0)
+    if cm != isa.COND_ALWAYS:
+        cond_mask(cm, fl, mask1)
+    if prog[k, C_SF] != 0 and (opa != 0 or opm != 0):    # flags of the add pipe if it runs
+        if opa != 0:
+            _set_flags(fl, res0, car0, mask0)
+        else:
+            _set_flags(fl, res1, car1, mask1)
+    wa = -1
+    wb = -1
+    if opa != 0:
+        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, res0, regs, acc, oldv, tmp, wa, wb)
+    if opm != 0:
+        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, res1, regs, acc, oldv, tmp, wa, wb)
+    if ca != isa.COND_ALWAYS or cm != isa.COND_ALWAYS:     # restore the all-ones invariant
+        for i in range(16):
+            mask0[i] = 1
+            mask1[i] = 1
+    return wa, wb
+
+
+@jit_inline
+def _set_flags(fl, r, c, mask):
+    """Z, N and C from result r and carry c where mask is set (fl[3]: no disagreement)."""
+    for i in range(16):
+        if mask[i]:
+            v = np.int64(r[i])
+            fl[0, i] = 1 if v == 0 else 0
+            fl[1, i] = (v >> 31) & 1
+            fl[2, i] = c[i]
+            fl[3, i] = 0
+
+
+@jit
+def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, acc, oldv, flags,
+              sfu_val, qs, gs, mem32, membase, simm_rows):
+    """Run QPU q's instructions from its PC while they are fast-path instructions in the code
+    region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget, thread
+    end or uniform-cache-line change is due; returns how many ran (0: the general loop must run
+    the next instruction)."""
+    va, vb, res0, res1, tmp = stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16)
+    car0, car1, mask0, mask1 = stack_u8(16), stack_u8(16), stack_u8(16), stack_u8(16)
+    d64 = stack_f64(16)
+    for i in range(16):
+        mask0[i] = 1
+        mask1[i] = 1
+    fl = flags[q]
+    # the QPU's PC, instruction count and cycle live in locals while the burst runs
+    pc = qs[q, QS_PC]
+    n = qs[q, QS_INSTR]
+    cycle = qs[q, QS_CYCLE]
+    total = gs[GS_TOTAL_INSTR]
+    end_at = qs[q, QS_END_AT]
+    count = 0
+    while count < limit:
+        if pc < lo or pc >= hi or ((pc - lo) & 7) != 0 or end_at == n:
+            break
+        if total >= max_instr or cycle >= max_cycles:
+            break
+        k = off + ((pc - lo) >> 3)
+        fast = prog[k, C_FAST]
+        if fast == FAST_NO or fast != FAST_PLAIN and not (
+                uniform_in_buffer(qs, q) and qs[q, QS_UPTR] // CACHE_LINE_BYTES == qs[q, QS_ULINE]):
+            break
+        wa, wb = fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va, vb,
+                          res0, res1, car0, car1, d64, mask0, mask1, tmp)
+        qs[q, QS_LASTW_A] = wa
+        qs[q, QS_LASTW_B] = wb
+        qs[q, QS_LASTW_INSTR] = n
+        if qs[q, QS_SFU_AT] == n:               # an SFU result reaches r4 after this instruction
+            for i in range(16):
+                acc[q, 4, i] = sfu_val[q, i]
+            qs[q, QS_SFU_AT] = -1
+        if qs[q, QS_BR1_AT] == n:               # the last delay slot of a taken branch
+            pc = qs[q, QS_BR1_TGT]
+            qs[q, QS_BR1_AT] = qs[q, QS_BR2_AT]
+            qs[q, QS_BR1_TGT] = qs[q, QS_BR2_TGT]
+            qs[q, QS_BR2_AT] = -1
+        else:
+            pc += 8
+        n += 1
+        cycle += issue
+        total += 1
+        count += 1
+    qs[q, QS_PC] = pc
+    qs[q, QS_INSTR] = n
+    qs[q, QS_CYCLE] = cycle
+    gs[GS_TOTAL_INSTR] = total
+    return count
