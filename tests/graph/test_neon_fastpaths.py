@@ -153,3 +153,58 @@ def test_runner_hands_padded_outputs_to_the_consumer(tmp_path, stride, pads, sec
         everything = model.run_all(x)
         y_int = everything[model.graph.outputs[0].tensor]
         assert rel_err(model.output_specs[0].from_internal(y_int), refs[0]) < 1e-5
+
+
+IM2COL_CASES = [
+    # (N, H, W, C, O, K, strides, dilations, pads): few channels (an image) take the transposed
+    # patch matrix, more channels the plain one
+    (2, 23, 30, 3, 8, 3, (2, 2), (1, 1), (1, 1, 1, 1)),   # MobileNet's first layer, batch 2
+    (1, 17, 26, 2, 5, 3, (1, 2), (2, 1), (0, 2, 1, 0)),   # dilated rows, asymmetric pads
+    (1, 12, 40, 1, 4, 5, (1, 1), (1, 2), (2, 2, 2, 2)),   # dilated columns
+    (1, 11, 9, 16, 6, 3, (2, 1), (1, 1), (1, 1, 1, 1)),   # long patch rows: the plain copy
+]
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=[f"im2col{i}" for i in range(len(IM2COL_CASES))])
+@pytest.mark.parametrize("bias", [False, True])
+def test_im2col_matches_onnxruntime(case, bias):
+    """im2col convs (the bias as a column of ones in the patch matrix), in one block and in
+    blocks of one output row."""
+    n, h, w, c, o, k, strides, dil, pads = case
+    x, wt = rand(n, h, w, c, lo=-3, hi=3), rand(o, k, k, c)
+    b = rand(o) if bias else None
+    ref = np.clip(ort_conv(x, wt, b, strides, dil, pads, 1), 0, 6)
+    old = neon.GEMM_CHUNK_ELEMENTS
+    try:
+        for chunk in (old, 1):
+            neon.GEMM_CHUNK_ELEMENTS = chunk
+            y = neon.conv2d(x, wt, b, strides, dil, pads, 1, "relu6", cache={})
+            assert y.shape == ref.shape and rel_err(y, ref) < 1e-5
+    finally:
+        neon.GEMM_CHUNK_ELEMENTS = old
+
+
+@pytest.mark.parametrize("width", [49, 50])
+@pytest.mark.parametrize("pads", [(0, 0, 1, 1), (1, 1, 1, 1), (1, 0, 1, 2)])
+def test_wide_stride2_depthwise_reads_a_column_split_input(tmp_path, width, pads):
+    """On a wide image the expand conv writes its padded output split into even and odd
+    columns for the stride-2 depthwise conv: the result matches onnxruntime run after run,
+    also with the split forced on narrow images."""
+    shape = (1, 6, 9, width)
+    path = save(_inverted_residual(shape, 2, pads), tmp_path)
+    model = vc4infer.load(path, backend="neon")
+    old = neon.SPLIT_MIN_WIDTH
+    try:
+        for min_width in (old, 1):
+            neon.SPLIT_MIN_WIDTH = min_width
+            runner = neon.NeonRunner(model.graph)
+            for _ in range(2):
+                x = rand(*shape, lo=-2, hi=2)
+                feeds = {model.input_spec.tensor: model.input_spec.to_internal(x)}
+                got = runner.run(feeds)[model.output_spec.tensor]
+                ref = ort_run(path, {"x": x})[0]
+                assert rel_err(model.output_spec.from_internal(got), ref) < 1e-5
+            # the expand writes its output split for the depthwise conv
+            assert neon._splits_for(runner._fused[0], feeds[model.input_spec.tensor])
+    finally:
+        neon.SPLIT_MIN_WIDTH = old
