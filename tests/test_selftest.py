@@ -188,6 +188,12 @@ def test_registered_under_the_cli(monkeypatch):
     assert result.exit_code == 0 and result.output == "program[add-one A.2, 1x16 int32]\n"
 
 
+def test_the_selftest_program_is_the_spec_program():
+    from spec_words import APPENDIX_A2_WORDS
+    from vc4infer.selftest import programs
+    assert list(programs.APPENDIX_A2_WORDS) == APPENDIX_A2_WORDS
+
+
 def test_a_wrong_program_fails(monkeypatch):
     """The A.2 program with small immediate 2 instead of 1 (raddr_b, bits 17:12, of word 6; spec
     section 4.2: small immediates 0..15 encode themselves) adds 2: the case must fail."""

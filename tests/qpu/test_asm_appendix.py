@@ -5,7 +5,7 @@ import pytest
 
 from vc4infer.qpu import assemble, assemble_text, qpu
 
-from asm_appendix_words import APPENDIX_A2_WORDS
+from spec_words import APPENDIX_A2_WORDS
 from asm_guide_words import words_of
 
 # (py-videocore source, word) from vc4-qpu-reference.md Appendix A.1

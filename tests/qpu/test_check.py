@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spec_words import APPENDIX_A2_WORDS
+
 from vc4infer.qpu import isa
 from vc4infer.qpu.check import Finding, HazardError, check_program, errors
 from vc4infer.qpu.rules import RULES
@@ -41,12 +43,7 @@ SETUP_DMA_LOAD = 0xE0024C6783001000
 MOV_TMU0_S_R0_FIELDS = dict(sig=1, cond_add=1, waddr_add=56, waddr_mul=39, op_add=21,
                             raddr_a=39, raddr_b=39)
 
-APPENDIX_A2 = [
-    0xE0024C6783011000, 0x10020CA715827D80, 0x100209E715CA7D80, 0xE0024C6700101A00,
-    0xE0025C6700001A00, 0x1002082715C27D80, 0xD0022C270C9C11C0, 0xE0025C6780904000,
-    0x10021CA715827D80, 0x100209E7159F2FC0, 0xD00209A7159C1FC0, 0x30024820959E7000,
-    0x10020827009E7000, 0x10020827009E7000,
-]
+APPENDIX_A2 = list(APPENDIX_A2_WORDS)
 END = [THREAD_END, MESA_NOP, MESA_NOP]
 
 # ---- a tiny encoder over isa.encode_fields ------------------------------------------------

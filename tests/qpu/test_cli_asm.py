@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from vc4infer.cli import main
 from vc4infer.commands.disasm import CodeFormatError, parse_hex_text, read_code
 
-from asm_appendix_words import APPENDIX_A2_WORDS
+from spec_words import APPENDIX_A2_WORDS
 
 KERNEL = textwrap.dedent("""\
     from vc4infer.qpu import qpu
