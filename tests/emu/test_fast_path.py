@@ -85,3 +85,62 @@ def test_fast_path_matches_the_general_loop(seed):
     assert np.array_equal(regs_f, regs_g)
     assert np.array_equal(acc_f, acc_g)
     assert np.array_equal(flags_f, flags_g)
+
+
+JUMPS = [c.name for c in __import__("vc4infer.qpu.isa", fromlist=["isa"]).BRANCH_CONDITIONS]
+
+
+@qpu
+def branchy(asm, jumps):
+    """Nested counted loops whose bodies branch forward on each condition (taken or not, per
+    element data), link into registers, and call a subroutine through a register."""
+    mov(r3, element_number)
+    ldi(ra1, 3)
+    ldi(ra4, 0)
+    L.outer
+    ldi(ra2, 5)
+    L.inner
+    for j, jump in enumerate(jumps):
+        isub(r2, r3, j % 7, set_flags=True)          # per element: negative, zero, positive
+        globals()[jump](L[f"skip{j}"], link=ra0 if j % 2 else rb0)
+        iadd(ra4, ra4, 1, set_flags=False)           # delay slots: always run
+        fadd(r1, r1, r3, set_flags=False)
+        iadd(r0, r0, ra0, set_flags=False)
+        iadd(ra4, ra4, 15, set_flags=False)          # skipped when the branch is taken
+        L[f"skip{j}"]
+    jmp(L.subroutine, link=ra3)
+    nop()
+    nop()
+    nop()
+    isub(ra2, ra2, 1, set_flags=True)
+    jzc(L.inner)
+    nop()
+    nop()
+    nop()
+    isub(ra1, ra1, 1, set_flags=True)
+    jzc(L.outer)
+    nop()
+    nop()
+    nop()
+    exit()
+    L.subroutine
+    iadd(r3, r3, 1, set_flags=False)
+    jmp(reg=ra3, absolute=True)
+    mov(rb2, ra0)
+    nop()
+    nop()
+
+
+def test_fast_path_matches_the_general_loop_through_branches():
+    program = (JUMPS,)
+    fast = predecode(words_from_bytes(assemble(branchy, *program)))[:, C_FAST]
+    assert np.count_nonzero(fast != FAST_NO) >= 6 * len(JUMPS)
+    results = []
+    for fast_path in (True, False):
+        rig = Rig(strict=False, fast_path=fast_path)
+        stats = rig.run(rig.program(branchy, *program), [[]])
+        m = rig.backend.machine
+        results.append((m.regs[0].copy(), m.acc[0].copy(), m.flags[0, :3].copy(),
+                        list(stats.instructions), list(stats.cycles)))
+    for fast, general in zip(*results):
+        assert np.array_equal(fast, general)

@@ -87,7 +87,8 @@ def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     """C_FAST per instruction: whether fastpath.run_burst may run it. It runs plain ALU
     instructions: no signal (or a small immediate that is not a rotation), no pack/unpack,
     operands from registers, accumulators, small immediates or uniforms, results to registers,
-    r0-r3 or nowhere, any conditions and flag updates. FAST_UNIFORM marks those that read a
+    r0-r3 or nowhere, any conditions and flag updates; and branches that link to such
+    destinations and do not set flags. FAST_UNIFORM marks those that read a
     uniform: they take the fast path only while the uniform stays in the cache line of the
     previous one (a new line is a timed, ordered event of the general loop)."""
     sig, opa, opm = prog[:, C_SIG], prog[:, C_OPA], prog[:, C_OPM]
@@ -102,7 +103,14 @@ def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     b_ok = small_imm | (rb < 32) | (rb == isa.ADDR_UNIFORM) | (rb == isa.ADDR_NOP) & ((uses & USES_B) == 0)
     fast &= a_ok & b_ok
     reads_uniform = (ra == isa.ADDR_UNIFORM) | ~small_imm & (rb == isa.ADDR_UNIFORM)
-    return np.where(fast, np.where(reads_uniform, FAST_UNIFORM, FAST_PLAIN), FAST_NO)
+    # branches: conditions that exist, no flag update (raddr_a bit 0), link to a register, an
+    # accumulator or nowhere
+    branch = (sig == isa.SIG_BRANCH) & ((prog[:, C_BCOND] < 12) | (prog[:, C_BCOND] == isa.BRANCH_ALWAYS))
+    branch &= ((prog[:, C_BRA] & 1) == 0) & ~ordered
+    for waddr in (prog[:, C_WADD], prog[:, C_WMUL]):
+        branch &= (waddr <= r3) | (waddr == isa.ADDR_NOP)
+    return np.where(branch, FAST_PLAIN,
+                    np.where(fast, np.where(reads_uniform, FAST_UNIFORM, FAST_PLAIN), FAST_NO))
 
 
 def _operand_uses(prog: np.ndarray) -> np.ndarray:

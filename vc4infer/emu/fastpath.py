@@ -13,11 +13,12 @@ import numpy as np
 
 from vc4infer.emu import alu
 from vc4infer.emu.decode import (
-    C_CA, C_CM, C_DADD, C_DMUL, C_FAST, C_MUX_AA, C_MUX_AB, C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA,
-    C_RB, C_SF, C_SIG, FAST_NO, FAST_PLAIN)
-from vc4infer.emu.jit import jit, jit_inline, stack_f64, stack_u8, stack_u32
+    C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_FAST, C_IMM, C_MUX_AA, C_MUX_AB,
+    C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA, C_RB, C_SF, C_SIG, FAST_NO, FAST_PLAIN)
+from vc4infer.emu.jit import jit_inline, stack_f64, stack_u8, stack_u32
 from vc4infer.emu.state import (
-    GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_CYCLE, QS_END_AT, QS_INSTR,
+    GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE,
+    QS_END_AT, QS_INSTR,
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_UBUF_HI, QS_UBUF_LO,
     QS_ULINE, QS_UNIF_READS, QS_UPTR, QS_UPTR_AT)
 from vc4infer.emu.timing import CACHE_LINE_BYTES
@@ -175,6 +176,48 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
 
 
 @jit_inline
+def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp):
+    """Run a branch that decode marked FAST_PLAIN (no flag update; link, when taken, to registers,
+    accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead. Returns
+    the regfile A and B addresses written (-1: none)."""
+    qs[q, QS_BRANCH_INSTR] = n
+    bc = prog[k, C_BCOND]
+    if bc == isa.BRANCH_ALWAYS:
+        taken = True
+    else:                                   # decode admits conditions 0-11: all/any of Z, N, C
+        want = 1 if (bc & 1) == 0 else 0
+        f = bc >> 2
+        count = 0
+        for i in range(16):
+            if fl[f, i] == want:
+                count += 1
+        taken = count > 0 if (bc & 2) != 0 else count == 16
+    wa = -1
+    wb = -1
+    if taken:
+        target = prog[k, C_IMM]
+        if prog[k, C_BREL] != 0:
+            target += pc + isa.BRANCH_LINK_OFFSET_BYTES
+        if prog[k, C_BREG] != 0:
+            target += np.int64(regs[q, prog[k, C_BRA], 15])   # element 15 (see core)
+        target = target & 0xFFFFFFFF & ~7
+        if qs[q, QS_BR1_AT] < 0:
+            qs[q, QS_BR1_AT] = n + isa.BRANCH_DELAY_SLOTS
+            qs[q, QS_BR1_TGT] = target
+        else:
+            qs[q, QS_BR2_AT] = n + isa.BRANCH_DELAY_SLOTS
+            qs[q, QS_BR2_TGT] = target
+        link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
+        for i in range(16):
+            link_row[i] = link
+        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, link_row, regs, acc, oldv,
+                             tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, link_row, regs, acc, oldv,
+                             tmp, wa, wb)
+    return wa, wb
+
+
+@jit_inline
 def _set_flags(fl, r, c, mask):
     """Z, N and C from result r and carry c where mask is set (fl[3]: no disagreement)."""
     for i in range(16):
@@ -186,7 +229,7 @@ def _set_flags(fl, r, c, mask):
             fl[3, i] = 0
 
 
-@jit
+@jit_inline
 def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, acc, oldv, flags,
               sfu_val, qs, gs, mem32, membase, simm_rows):
     """Run QPU q's instructions from its PC while they are fast-path instructions in the code
@@ -217,8 +260,11 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, a
         if fast == FAST_NO or fast != FAST_PLAIN and not (
                 uniform_in_buffer(qs, q) and qs[q, QS_UPTR] // CACHE_LINE_BYTES == qs[q, QS_ULINE]):
             break
-        wa, wb = fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va, vb,
-                          res0, res1, car0, car1, d64, mask0, mask1, tmp)
+        if prog[k, C_SIG] == isa.SIG_BRANCH:
+            wa, wb = fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, res0, mask0, tmp)
+        else:
+            wa, wb = fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va,
+                              vb, res0, res1, car0, car1, d64, mask0, mask1, tmp)
         qs[q, QS_LASTW_A] = wa
         qs[q, QS_LASTW_B] = wb
         qs[q, QS_LASTW_INSTR] = n
