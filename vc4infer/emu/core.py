@@ -23,16 +23,16 @@ from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_IMM, C_MODE, C_MUX_AA, C_MUX_AB,
     C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG, C_USES,
     C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
-from vc4infer.emu.fastpath import cond_mask, pop_uniform, run_burst, uniform_in_buffer
+from vc4infer.emu.fastpath import cond_mask, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
+from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import in_buffer, load_u32
 from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
     FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, GS_DMA_LOAD_BYTES,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
-    GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GS_UNIFORM_L2_MISSES,
-    GS_UNIFORM_LINES, GT_DRAM_FREE, GT_TMU_FREE,
+    GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
     IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
     QPUS_PER_SLICE, QS_ACCW_INSTR, QS_ACCW_MASK, QS_BLOCK_ON, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT,
     QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE, QS_END_AT, QS_END_CYCLE, QS_HOSTINT, QS_INSTR,
@@ -155,27 +155,6 @@ def _buffer_index(bounds, addr):
         else:
             hi = mid - 1
     return found
-
-
-@jit
-def _uniform_line_stall(q, addr, qs, gs, gt, mem, membase, l2tag, l2lru, l2data, tp):
-    """Modelled cycles a uniform read at `addr` waits when it enters a new 64-byte line (timing.py)."""
-    line = addr // CACHE_LINE_BYTES
-    if line == qs[q, QS_ULINE]:
-        return 0
-    qs[q, QS_ULINE] = line
-    gs[GS_UNIFORM_LINES] += 1
-    cycle = float(qs[q, QS_CYCLE])
-    s, way, missed = tmu.l2_line(mem, membase, line, l2tag, l2lru, l2data,
-                                 gs[GS_TMU_REQUESTS] * 16 + gs[GS_UNIFORM_LINES])
-    if not missed:
-        return np.int64(tp[TP_TMU_L2_LINE])
-    gs[GS_UNIFORM_L2_MISSES] += 1
-    gs[GS_DRAM_BYTES] += CACHE_LINE_BYTES
-    start = max(cycle, gt[GT_DRAM_FREE])
-    gt[GT_DRAM_FREE] = start + CACHE_LINE_BYTES / tp[TP_DRAM_BPC]
-    ready = start + tp[TP_DRAM_LATENCY] + CACHE_LINE_BYTES / tp[TP_DRAM_BPC]
-    return np.int64(np.ceil(ready - cycle))
 
 
 @jit
@@ -572,8 +551,9 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 off = regions[found, 2]
             k = off + ((pc - lo) >> 3)
             if burst_ok and prog[k, C_FAST] != FAST_NO:
-                ran = run_burst(np.int64(q), lo, hi, off, chunk_left, issue, max_instr, max_cycles, prog,
-                                regs, acc, oldv, flags, sfu_val, qs, gs, mem32, membase, simm_rows)
+                ran = run_burst(q, lo, hi, off, chunk_left, issue, max_instr, max_cycles, other_cycle,
+                                other_q, prog, regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem,
+                                mem32, membase, l2tag, l2lru, l2data, tp, simm_rows)
                 if ran > 0:
                     chunk_left -= ran
                     continue
@@ -792,7 +772,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                             va[i] = regs[q, ra, i]
                 elif ra == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
                     if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
+                        ustall += uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
                     v = pop_uniform(qs, q, mem32, membase)
                     for i in range(16):
@@ -803,7 +783,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     if st >= 0:
                         return st
                     if ra == isa.ADDR_UNIFORM:
-                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
+                        ustall += uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
                 # regfile B read or small immediate
                 if sig == isa.SIG_SMALL_IMM:
@@ -827,7 +807,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         vb[i] = va[i]
                 elif rb == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
                     if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
+                        ustall += uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
                     v = pop_uniform(qs, q, mem32, membase)
                     for i in range(16):
@@ -838,7 +818,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     if st >= 0:
                         return st
                     if rb == isa.ADDR_UNIFORM:
-                        ustall += _uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
+                        ustall += uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
                 # unpack
                 add_fin = ADD_FLOAT_IN[opa] != 0

@@ -87,18 +87,19 @@ def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     """C_FAST per instruction: whether fastpath.run_burst may run it. It runs plain ALU
     instructions: no signal (or a small immediate that is not a rotation), no pack/unpack,
     operands from registers, accumulators, small immediates or uniforms, results to registers,
-    r0-r3 or nowhere, any conditions and flag updates; and branches that link to such
-    destinations and do not set flags. FAST_UNIFORM marks those that read a
-    uniform: they take the fast path only while the uniform stays in the cache line of the
-    previous one (a new line is a timed, ordered event of the general loop)."""
+    r0-r3, uniforms_address or nowhere, any conditions and flag updates; and branches that link
+    to registers, r0-r3 or nowhere and do not set flags. FAST_UNIFORM marks those that read a
+    uniform: a read that enters a new cache line is a timed event on shared state, which the fast
+    path runs only while its QPU is the one the general loop would run (the earliest)."""
     sig, opa, opm = prog[:, C_SIG], prog[:, C_OPA], prog[:, C_OPM]
     ra, rb, uses = prog[:, C_RA], prog[:, C_RB], prog[:, C_USES]
     small_imm = sig == isa.SIG_SMALL_IMM
     fast = (sig == isa.SIG_NONE) | small_imm & ((rb < isa.SMALL_IMM_ROTATE_BY_R5) | (opm == 0))
     fast &= (prog[:, C_MODE] == 0) & (prog[:, C_PACK] == 0) & ~ordered
     r3 = isa.ACCUMULATOR_WADDR["r3"]
-    for op, waddr in ((opa, prog[:, C_WADD]), (opm, prog[:, C_WMUL])):
-        fast &= (op == 0) | (waddr <= r3) | (waddr == isa.ADDR_NOP)
+    for op, full in ((opa, prog[:, C_DADD]), (opm, prog[:, C_DMUL])):
+        waddr = full & 63
+        fast &= (op == 0) | (waddr <= r3) | (waddr == isa.ADDR_NOP) | (full == isa.ADDR_UNIFORMS_ADDRESS)
     a_ok = (ra < 32) | (ra == isa.ADDR_UNIFORM) | (ra == isa.ADDR_NOP) & ((uses & USES_A) == 0)
     b_ok = small_imm | (rb < 32) | (rb == isa.ADDR_UNIFORM) | (rb == isa.ADDR_NOP) & ((uses & USES_B) == 0)
     fast &= a_ok & b_ok
@@ -107,8 +108,8 @@ def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     # accumulator or nowhere
     branch = (sig == isa.SIG_BRANCH) & ((prog[:, C_BCOND] < 12) | (prog[:, C_BCOND] == isa.BRANCH_ALWAYS))
     branch &= ((prog[:, C_BRA] & 1) == 0) & ~ordered
-    for waddr in (prog[:, C_WADD], prog[:, C_WMUL]):
-        branch &= (waddr <= r3) | (waddr == isa.ADDR_NOP)
+    for full in (prog[:, C_DADD], prog[:, C_DMUL]):
+        branch &= ((full & 63) <= r3) | ((full & 63) == isa.ADDR_NOP)
     return np.where(branch, FAST_PLAIN,
                     np.where(fast, np.where(reads_uniform, FAST_UNIFORM, FAST_PLAIN), FAST_NO))
 

@@ -18,10 +18,10 @@ from vc4infer.emu.decode import (
 from vc4infer.emu.jit import jit_inline, stack_f64, stack_u8, stack_u32
 from vc4infer.emu.state import (
     GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE,
-    QS_END_AT, QS_INSTR,
-    QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_UBUF_HI, QS_UBUF_LO,
-    QS_ULINE, QS_UNIF_READS, QS_UPTR, QS_UPTR_AT)
+    QS_END_AT, QS_INSTR, QS_UPTR_AT, QS_UPTR_NEXT, STALL_UNIFORM,
+    QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_ULINE, QS_UPTR)
 from vc4infer.emu.timing import CACHE_LINE_BYTES
+from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.qpu import isa
 
 B_SPACE = 64     # full destination = space * 64 + address
@@ -43,23 +43,6 @@ def cond_mask(cond, fl, out):
 
 
 @jit_inline
-def uniform_in_buffer(qs, q):
-    """Whether the next uniform lies in the buffer of the previous one with no uniforms_address
-    write pending: the common case, which `pop_uniform` reads without core's `_read_uniform`'s checks
-    (a call with many array arguments, which costs more than the read itself)."""
-    a = qs[q, QS_UPTR]
-    return qs[q, QS_UPTR_AT] < 0 and qs[q, QS_UBUF_LO] <= a and a + 4 <= qs[q, QS_UBUF_HI] and (a & 3) == 0
-
-
-@jit_inline
-def pop_uniform(qs, q, mem32, membase):
-    a = qs[q, QS_UPTR]
-    qs[q, QS_UPTR] = a + 4
-    qs[q, QS_UNIF_READS] += 1
-    return mem32[(a - membase) >> 2]
-
-
-@jit_inline
 def _mux(m, q, acc, src_a, src_b):
     """The 16 elements input mux `m` selects (a view, no copy)."""
     if m == isa.MUX_A:
@@ -70,7 +53,7 @@ def _mux(m, q, acc, src_a, src_b):
 
 
 @jit_inline
-def _fast_write(full, cond, mask, q, src, regs, acc, oldv, tmp, wa, wb):
+def _fast_write(full, cond, mask, q, n, src, regs, acc, oldv, qs, tmp, wa, wb):
     """Write src to register-file or accumulator destination `full` (space * 64 + address), in
     the elements where `mask` is set unless `cond` is "always"; returns the regfile A and B
     addresses written so far (-1: none). `tmp`: 16 elements of stack scratch."""
@@ -93,6 +76,9 @@ def _fast_write(full, cond, mask, q, src, regs, acc, oldv, tmp, wa, wb):
             wa = addr
         else:
             wb = addr
+    elif full == isa.ADDR_UNIFORMS_ADDRESS:   # element 0, whatever the condition (as core)
+        qs[q, QS_UPTR_NEXT] = np.int64(src[0])
+        qs[q, QS_UPTR_AT] = n + isa.UNIFORMS_ADDRESS_INSTRUCTIONS
     elif addr != isa.ADDR_NOP:
         ai = addr - 32
         if cond == isa.COND_ALWAYS:
@@ -165,9 +151,9 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
     wa = -1
     wb = -1
     if opa != 0:
-        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, res0, regs, acc, oldv, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, n, res0, regs, acc, oldv, qs, tmp, wa, wb)
     if opm != 0:
-        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, res1, regs, acc, oldv, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, n, res1, regs, acc, oldv, qs, tmp, wa, wb)
     if ca != isa.COND_ALWAYS or cm != isa.COND_ALWAYS:     # restore the all-ones invariant
         for i in range(16):
             mask0[i] = 1
@@ -210,10 +196,10 @@ def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp)
         link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
         for i in range(16):
             link_row[i] = link
-        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, link_row, regs, acc, oldv,
-                             tmp, wa, wb)
-        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, link_row, regs, acc, oldv,
-                             tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, n, link_row, regs, acc,
+                             oldv, qs, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, n, link_row, regs, acc,
+                             oldv, qs, tmp, wa, wb)
     return wa, wb
 
 
@@ -230,12 +216,14 @@ def _set_flags(fl, r, c, mask):
 
 
 @jit_inline
-def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, acc, oldv, flags,
-              sfu_val, qs, gs, mem32, membase, simm_rows):
+def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, other_q, prog,
+              regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem, mem32, membase, l2tag, l2lru,
+              l2data, tp, simm_rows):
     """Run QPU q's instructions from its PC while they are fast-path instructions in the code
-    region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget, thread
-    end or uniform-cache-line change is due; returns how many ran (0: the general loop must run
-    the next instruction)."""
+    region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget or
+    thread end is due; a uniform read that enters a new cache line runs only while q is ahead
+    of (other_cycle, other_q), the earliest other runnable QPU, as in the general loop. Returns
+    how many ran (0: the general loop must run the next instruction)."""
     va, vb, res0, res1, tmp = stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16)
     car0, car1, mask0, mask1 = stack_u8(16), stack_u8(16), stack_u8(16), stack_u8(16)
     d64 = stack_f64(16)
@@ -257,9 +245,18 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, a
             break
         k = off + ((pc - lo) >> 3)
         fast = prog[k, C_FAST]
-        if fast == FAST_NO or fast != FAST_PLAIN and not (
-                uniform_in_buffer(qs, q) and qs[q, QS_UPTR] // CACHE_LINE_BYTES == qs[q, QS_ULINE]):
+        if fast == FAST_NO:
             break
+        ustall = 0
+        if fast != FAST_PLAIN:
+            if not uniform_in_buffer(qs, q):
+                break
+            if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
+                if not (cycle < other_cycle or cycle == other_cycle and q < other_q):
+                    break
+                qs[q, QS_CYCLE] = cycle
+                ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag,
+                                            l2lru, l2data, tp)
         if prog[k, C_SIG] == isa.SIG_BRANCH:
             wa, wb = fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, res0, mask0, tmp)
         else:
@@ -280,6 +277,9 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, prog, regs, a
         else:
             pc += 8
         n += 1
+        if ustall > 0:
+            stall[q, STALL_UNIFORM] += ustall
+            cycle += ustall
         cycle += issue
         total += 1
         count += 1
