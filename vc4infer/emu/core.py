@@ -23,7 +23,7 @@ from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_IMM, C_MODE, C_MUX_AA, C_MUX_AB,
     C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG, C_USES,
     C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
-from vc4infer.emu.fastpath import cond_mask, run_burst
+from vc4infer.emu.fastpath import cond_mask, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import in_buffer, load_u32
@@ -426,6 +426,20 @@ def _rotate(src, dst, n, full):
 
 
 @jit_inline
+def _pop_uniform_into(out, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru, l2data, tp):
+    """The next uniform (`uniform_in_buffer` holds) into all 16 elements of out; returns the
+    modelled stall of entering a new cache line (0 within the line)."""
+    stall_cycles = 0
+    if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
+        stall_cycles = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
+                                          l2data, tp)
+    v = pop_uniform(qs, q, mem32, membase)
+    for i in range(16):
+        out[i] = v
+    return stall_cycles
+
+
+@jit_inline
 def _operand(dst, mux, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4):
     """Copy the 16 elements that input mux `mux` selects into dst."""
     if mux == isa.MUX_A:
@@ -694,12 +708,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         if strict:
                             return _undefined(err, UB_MISALIGNED, q, pc, target)
                         target &= ~7
-                    if qs[q, QS_BR1_AT] < 0:
-                        qs[q, QS_BR1_AT] = n + isa.BRANCH_DELAY_SLOTS
-                        qs[q, QS_BR1_TGT] = target
-                    else:
-                        qs[q, QS_BR2_AT] = n + isa.BRANCH_DELAY_SLOTS
-                        qs[q, QS_BR2_TGT] = target
+                    queue_branch(qs, q, n, target)
                     link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
                     for i in range(16):
                         res[0, i] = link
@@ -771,12 +780,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         for i in range(16):
                             va[i] = regs[q, ra, i]
                 elif ra == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
-                    if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-                        ustall += uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
-                                                      l2tag, l2lru, l2data, tp)
-                    v = pop_uniform(qs, q, mem32, membase)
-                    for i in range(16):
-                        va[i] = v
+                    ustall += _pop_uniform_into(va, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru,
+                                                l2data, tp)
                 elif ra != isa.ADDR_NOP or uses_a:
                     st = _io_read(q, n, pc, ra, 0, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32,
                                   va, strict, uses_a, err)
@@ -806,12 +811,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     for i in range(16):
                         vb[i] = va[i]
                 elif rb == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
-                    if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-                        ustall += uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase,
-                                                      l2tag, l2lru, l2data, tp)
-                    v = pop_uniform(qs, q, mem32, membase)
-                    for i in range(16):
-                        vb[i] = v
+                    ustall += _pop_uniform_into(vb, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru,
+                                                l2data, tp)
                 elif rb != isa.ADDR_NOP or uses_b:
                     st = _io_read(q, n, pc, rb, 1, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32,
                                   vb, strict, uses_b, err)

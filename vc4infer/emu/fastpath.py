@@ -162,6 +162,18 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
 
 
 @jit_inline
+def queue_branch(qs, q, n, target):
+    """A taken branch at instruction n: the PC becomes `target` after its delay slots (a second
+    one may be pending when a branch sits in the delay slots of another)."""
+    if qs[q, QS_BR1_AT] < 0:
+        qs[q, QS_BR1_AT] = n + isa.BRANCH_DELAY_SLOTS
+        qs[q, QS_BR1_TGT] = target
+    else:
+        qs[q, QS_BR2_AT] = n + isa.BRANCH_DELAY_SLOTS
+        qs[q, QS_BR2_TGT] = target
+
+
+@jit_inline
 def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp):
     """Run a branch that decode marked FAST_PLAIN (no flag update; link, when taken, to registers,
     accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead. Returns
@@ -186,13 +198,7 @@ def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp)
             target += pc + isa.BRANCH_LINK_OFFSET_BYTES
         if prog[k, C_BREG] != 0:
             target += np.int64(regs[q, prog[k, C_BRA], 15])   # element 15 (see core)
-        target = target & 0xFFFFFFFF & ~7
-        if qs[q, QS_BR1_AT] < 0:
-            qs[q, QS_BR1_AT] = n + isa.BRANCH_DELAY_SLOTS
-            qs[q, QS_BR1_TGT] = target
-        else:
-            qs[q, QS_BR2_AT] = n + isa.BRANCH_DELAY_SLOTS
-            qs[q, QS_BR2_TGT] = target
+        queue_branch(qs, q, n, target & 0xFFFFFFFF & ~7)
         link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
         for i in range(16):
             link_row[i] = link
