@@ -5,8 +5,11 @@ Operands and results are uint32[16] arrays (bit patterns) with float32 views of 
 Float behaviour modelled (spec §3.4):
 - denormal inputs and outputs are flushed to +0 (VC4C's hardware tests: "+-0 and all subnormal
   numbers are flushed to +0" for fadd/fsub/fmul);
-- fadd, fsub and itof round toward zero (VC4C `FlushDenormsAndRoundToZero`); the sum is formed exactly
-  in float64 (exact whenever the exponents differ by at most 29) and its mantissa truncated to 24 bits;
+- fadd, fsub and itof round toward zero (VC4C `FlushDenormsAndRoundToZero`): the float64 sum's
+  mantissa truncated to 24 bits. That is the exact round-toward-zero result unless one operand is
+  below 2**-53 of the other and of opposite sign: then the larger operand comes back unchanged
+  (true truncation would step it one unit toward zero; what the hardware does with such a tiny
+  operand is not documented);
 - fmul rounds to nearest even (not stated by any source; VC4C emulates it so; spec U6);
 - NaN and Inf follow VC4C's tests: a NaN operand of fadd/fsub/fmul gives Inf with the NaN's sign
   (the second operand's NaN wins), Inf + -Inf gives -Inf, 0 * anything (NaN, Inf) gives 0;
