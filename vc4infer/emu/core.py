@@ -26,7 +26,7 @@ from vc4infer.emu.decode import (
 from vc4infer.emu.fastpath import cond_mask, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
-from vc4infer.emu.memory import in_buffer, load_u32
+from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
 from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
@@ -142,22 +142,6 @@ def _wake(qs, nq, resource, cycle, stall, cause):
 
 
 @jit
-def _buffer_index(bounds, addr):
-    """Index of the last buffer starting at or below addr."""
-    lo = 0
-    hi = bounds.shape[0] - 1
-    found = 0
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if bounds[mid, 0] <= addr:
-            found = mid
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return found
-
-
-@jit
 def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
     """Pop the next uniform. Returns (status, value); status -1 = ok, else an event code."""
     if qs[q, QS_UPTR_AT] >= 0:
@@ -169,7 +153,7 @@ def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
     a = qs[q, QS_UPTR]
     if not in_buffer(bounds, a, 4):
         return _fault(err, FAULT_UNIFORM, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
-    b = _buffer_index(bounds, a)
+    b = buffer_index(bounds, a)                # in_buffer held: a buffer starts at or below a
     qs[q, QS_UBUF_LO] = bounds[b, 0]          # lets the loop's fast path skip the search
     qs[q, QS_UBUF_HI] = bounds[b, 1]
     qs[q, QS_UPTR] = a + 4

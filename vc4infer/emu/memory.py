@@ -148,18 +148,26 @@ from vc4infer.emu.jit import jit  # noqa: E402  (kept beside the table these fun
 
 
 @jit
-def in_buffer(bounds, addr, nbytes):
-    """True when [addr, addr + nbytes) lies inside one live buffer (`bounds` from GpuMemory.bounds)."""
+def buffer_index(bounds, addr):
+    """Row of `bounds` (GpuMemory.bounds) of the last live buffer starting at or below addr, or
+    -1 when none does."""
     lo = 0
     hi = bounds.shape[0] - 1
     found = -1
-    while lo <= hi:                       # last buffer whose start <= addr
+    while lo <= hi:
         mid = (lo + hi) // 2
         if bounds[mid, 0] <= addr:
             found = mid
             lo = mid + 1
         else:
             hi = mid - 1
+    return found
+
+
+@jit
+def in_buffer(bounds, addr, nbytes):
+    """True when [addr, addr + nbytes) lies inside one live buffer (`bounds` from GpuMemory.bounds)."""
+    found = buffer_index(bounds, addr)
     if found < 0 or nbytes <= 0:
         return False
     return addr + nbytes <= bounds[found, 1]
