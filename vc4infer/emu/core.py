@@ -23,7 +23,7 @@ from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_IMM, C_MODE, C_MUX_AA, C_MUX_AB,
     C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG, C_USES,
     C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
-from vc4infer.emu.fastpath import cond_mask, queue_branch, run_burst
+from vc4infer.emu.fastpath import branch_taken, cond_mask, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
@@ -662,16 +662,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 bc = prog[k, C_BCOND]
                 if strict and bc >= 8 and bc < 12 and _c_ambiguous(fl, 6):
                     return _undefined(err, UB_FLAG_DISAGREE, q, pc, bc)
-                if bc == isa.BRANCH_ALWAYS:
-                    taken = True
-                elif bc < 12:
-                    f = bc >> 2
-                    want = 1 if (bc & 1) == 0 else 0
-                    cnt = 0
-                    for i in range(16):
-                        if fl[f, i] == want:
-                            cnt += 1
-                    taken = cnt > 0 if (bc & 2) != 0 else cnt == 16
+                if bc == isa.BRANCH_ALWAYS or bc < 12:
+                    taken = branch_taken(bc, fl)
                 else:
                     if strict:
                         return _undefined(err, UB_RESERVED_OP, q, pc, bc)

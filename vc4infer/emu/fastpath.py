@@ -43,6 +43,21 @@ def cond_mask(cond, fl, out):
 
 
 @jit_inline
+def branch_taken(bc, fl):
+    """Whether branch condition `bc` holds on flags fl[3, 16] (Z, N, C): BRANCH_ALWAYS, or 0-11,
+    all (bit 1 clear) or any (bit 1 set) element with flag bc >> 2 set (bit 0 clear) or clear."""
+    if bc == isa.BRANCH_ALWAYS:
+        return True
+    want = 1 if (bc & 1) == 0 else 0
+    f = bc >> 2
+    count = 0
+    for i in range(16):
+        if fl[f, i] == want:
+            count += 1
+    return count > 0 if (bc & 2) != 0 else count == 16
+
+
+@jit_inline
 def _mux(m, q, acc, src_a, src_b):
     """The 16 elements input mux `m` selects (a view, no copy)."""
     if m == isa.MUX_A:
@@ -179,20 +194,9 @@ def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp)
     accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead. Returns
     the regfile A and B addresses written (-1: none)."""
     qs[q, QS_BRANCH_INSTR] = n
-    bc = prog[k, C_BCOND]
-    if bc == isa.BRANCH_ALWAYS:
-        taken = True
-    else:                                   # decode admits conditions 0-11: all/any of Z, N, C
-        want = 1 if (bc & 1) == 0 else 0
-        f = bc >> 2
-        count = 0
-        for i in range(16):
-            if fl[f, i] == want:
-                count += 1
-        taken = count > 0 if (bc & 2) != 0 else count == 16
     wa = -1
     wb = -1
-    if taken:
+    if branch_taken(prog[k, C_BCOND], fl):     # decode admits only conditions branch_taken knows
         target = prog[k, C_IMM]
         if prog[k, C_BREL] != 0:
             target += pc + isa.BRANCH_LINK_OFFSET_BYTES
