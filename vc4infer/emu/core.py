@@ -12,7 +12,8 @@ end of a chunk (so the caller can enforce a wall-clock timeout).
 Per instruction the order is the reference's Appendix B: branch / load immediate / ALU; stalls and
 blocking are decided before any side effect, so a stalled instruction is simply issued again later.
 
-Runs of plain ALU instructions (decode's C_FAST) go to fastpath.run_burst instead, outside strict
+Runs of plain ALU instructions (decode's C_FAST: no shared state; DMA waits and setup writes
+included) go to fastpath.run_burst instead, outside strict
 mode and tracing: same results (tests/emu/test_fast_path.py holds it to this loop), a fraction of
 the host time.
 """
@@ -23,7 +24,7 @@ from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_IMM, C_MODE, C_MUX_AA, C_MUX_AB,
     C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_PACK, C_PM, C_RA, C_RB, C_SF, C_SHARED, C_SIG, C_USES,
     C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
-from vc4infer.emu.fastpath import branch_taken, cond_mask, queue_branch, run_burst
+from vc4infer.emu.fastpath import branch_taken, cond_mask, dma_wait_ready, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
@@ -44,18 +45,18 @@ from vc4infer.emu.state import (
     QS_VCD_PITCHB, QS_VCD_SETUP, QS_VDW_SETUP, QS_VDW_STRIDE, QS_VPMR_ADDR, QS_VPMR_HORIZ,
     QS_VPMR_LANED, QS_VPMR_LEFT, QS_VPMR_READY, QS_VPMR_SIZE, QS_VPMR_STRIDE, QS_VPMW_ADDR,
     QS_VPMW_HORIZ, QS_VPMW_LANED, QS_VPMW_SIZE, QS_VPMW_STRIDE, ST_BLOCKED, ST_ENDED, ST_RUN,
-    STALL_DMA_LOAD_WAIT, STALL_DMA_QUEUE, STALL_DMA_STORE_WAIT, STALL_MUTEX, STALL_SEMAPHORE,
+    STALL_DMA_QUEUE, STALL_MUTEX, STALL_SEMAPHORE,
     STALL_TMU, STALL_UNIFORM, STALL_VPM_READ, UB_BOTH_WRITE_SAME, UB_BRANCH_ELEMENT, UB_BRANCH_IN_DELAY,
     UB_COND_PERIPHERAL, UB_DMA_IN_FLIGHT_END, UB_FLAG_DISAGREE, UB_FRAGMENT_ONLY, UB_LDTMU_EMPTY,
     UB_MISALIGNED, UB_MUTEX_NOT_OWNER, UB_NOSWAP_LATE, UB_PARTIAL_PACK_PERIPHERAL,
-    UB_R4_SFU, UB_REGFILE_RAW, UB_RESERVED_OP, UB_RESERVED_SETUP, UB_ROTATE_HAZARD,
+    UB_R4_SFU, UB_REGFILE_RAW, UB_RESERVED_OP, UB_ROTATE_HAZARD,
     UB_ROTATE_MIXED, UB_SEMAPHORE_END, UB_SETUP_AND_VPM, UB_SF_COND_NEVER, UB_STALE_TMU,
     UB_TEXTURE, UB_TMU_FIFO_DEPTH, UB_TMU_FIFO_OVERFLOW, UB_UNIF_ADDR_REL,
     UB_UNIFORM_AFTER_ADDR, UB_UNIFORM_TWICE, UB_UNPACK_MIXED, UB_VPM_READ_BEYOND_NUM,
-    UB_VPM_READS_AT_END, UB_VPM_SETUP_REPLACED)
+    UB_VPM_READS_AT_END)
 from vc4infer.emu.timing import (
     CACHE_LINE_BYTES, TP_DRAM_BPC, TP_DRAM_LATENCY, TP_ISSUE, TP_TMU_HIT, TP_TMU_ISSUE,
-    TP_TMU_L2_LINE, TP_VPM_READ)
+    TP_TMU_L2_LINE)
 from vc4infer.qpu import isa
 
 ADD_FLOAT_IN = np.zeros(32, dtype=np.int64)
@@ -161,7 +162,7 @@ def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
     return -1, load_u32(mem, a - membase)
 
 
-@jit
+@jit_inline
 def _vpm_read(q, pc, qs, vpm8, vpm16, vpm32, out, strict, err):
     """Pop one vector of the current VPM read setup into `out`. Returns -1 or an event code."""
     if qs[q, QS_VPMR_LEFT] <= 0:
@@ -177,7 +178,7 @@ def _vpm_read(q, pc, qs, vpm8, vpm16, vpm32, out, strict, err):
     return -1
 
 
-@jit
+@jit_inline
 def _io_read(q, n, pc, addr, space, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32, out,
              strict, used, err):
     """Read I/O address `addr` (32..63) of regfile space 0 (A) / 1 (B) into out[16].
@@ -223,54 +224,7 @@ def _io_read(q, n, pc, addr, space, qs, gs, mem, membase, bounds, vpm8, vpm16, v
     return -1
 
 
-@jit
-def _setup_write(q, n, pc, space, v, qs, tp, strict, err):
-    """A write to VPMVCD_RD_SETUP (space A) or VPMVCD_WR_SETUP (space B). Returns -1 or an event."""
-    top = (v >> 28) & 15
-    if space == 0:
-        if top < 4:                             # generic VPM read setup
-            if strict and qs[q, QS_VPMR_LEFT] > 0:
-                return _undefined(err, UB_VPM_SETUP_REPLACED, q, pc, qs[q, QS_VPMR_LEFT])
-            size = (v >> 8) & 3
-            if strict and size == 3:
-                return _undefined(err, UB_RESERVED_SETUP, q, pc, v)
-            num = (v >> 20) & 15
-            stride = (v >> 12) & 63
-            qs[q, QS_VPMR_LEFT] = num if num != 0 else 16
-            qs[q, QS_VPMR_STRIDE] = stride if stride != 0 else 64
-            qs[q, QS_VPMR_ADDR] = v & 255
-            qs[q, QS_VPMR_SIZE] = size
-            qs[q, QS_VPMR_HORIZ] = (v >> 11) & 1
-            qs[q, QS_VPMR_LANED] = (v >> 10) & 1
-            qs[q, QS_VPMR_READY] = qs[q, QS_CYCLE] + np.int64(tp[TP_VPM_READ])
-        elif top == isa.VCD_LOAD_STRIDE_ID:
-            qs[q, QS_VCD_PITCHB] = v & 0x1FFF
-        elif top >= 8:
-            qs[q, QS_VCD_SETUP] = v
-        elif strict:
-            return _undefined(err, UB_RESERVED_SETUP, q, pc, v)
-    else:
-        top2 = (v >> 30) & 3
-        if top2 == 0:                           # generic VPM write setup
-            size = (v >> 8) & 3
-            if strict and size == 3:
-                return _undefined(err, UB_RESERVED_SETUP, q, pc, v)
-            stride = (v >> 12) & 63
-            qs[q, QS_VPMW_ADDR] = v & 255
-            qs[q, QS_VPMW_STRIDE] = stride if stride != 0 else 64
-            qs[q, QS_VPMW_SIZE] = size
-            qs[q, QS_VPMW_HORIZ] = (v >> 11) & 1
-            qs[q, QS_VPMW_LANED] = (v >> 10) & 1
-        elif top2 == isa.VDW_STORE_ID:
-            qs[q, QS_VDW_SETUP] = v
-        elif top2 == isa.VDW_STRIDE_ID:
-            qs[q, QS_VDW_STRIDE] = v
-        elif strict:
-            return _undefined(err, UB_RESERVED_SETUP, q, pc, v)
-    return -1
-
-
-@jit
+@jit_inline
 def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, membase, bounds,
               vpm8, vpm16, vpm32, sfu_val, tmu_data, tmu_ready, l1tag, l1data, l2tag, l2lru,
               l2data, tp, nq, strict, err, fault):
@@ -312,7 +266,12 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
         qs[q, QS_VPMW_ADDR] += qs[q, QS_VPMW_STRIDE]
         return -1
     if addr == isa.ADDR_VPM_SETUP:
-        return _setup_write(q, n, pc, space, v0, qs, tp, strict, err)
+        if strict:
+            ub, x = vpm.setup_problem(q, space, v0, qs)
+            if ub >= 0:
+                return _undefined(err, ub, q, pc, x)
+        vpm.setup_write(q, space, v0, cycle, qs, tp)
+        return -1
     if addr == isa.ADDR_VPM_DMA:
         if space == 0:
             nbytes = dma.vcd_load(mem, membase, bounds, vpm8, qs[q, QS_VCD_SETUP],
@@ -602,12 +561,10 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         if qs[q, QS_VPMR_READY] > ready:
                             ready = qs[q, QS_VPMR_READY]
                             cause = STALL_VPM_READ
-                    if ra == isa.ADDR_VPM_DMA and qs[q, QS_LD_DONE] > ready:
-                        ready = qs[q, QS_LD_DONE]
-                        cause = STALL_DMA_LOAD_WAIT
-                    if reads_b and rb == isa.ADDR_VPM_DMA and qs[q, QS_ST_DONE] > ready:
-                        ready = qs[q, QS_ST_DONE]
-                        cause = STALL_DMA_STORE_WAIT
+                    dma_ready, dma_cause = dma_wait_ready(q, k, prog, qs, ready)
+                    if dma_ready > ready:
+                        ready = dma_ready
+                        cause = dma_cause
                 if sig != isa.SIG_BRANCH:
                     if (dadd == isa.ADDR_VPM_DMA or dmul == isa.ADDR_VPM_DMA) and qs[q, QS_LD_DONE] > ready:
                         ready = qs[q, QS_LD_DONE]

@@ -17,8 +17,9 @@ from vc4infer.qpu import isa
 
 # C_USES bits: which operand sources the ALU ops consume (muxes of ops with inputs)
 USES_A, USES_B, USES_R4, ADD_USES_A, MUL_USES_A = 1, 2, 4, 8, 16
-# C_FAST values: the loop's fast path may run the instruction (see `_fast_path`)
-FAST_NO, FAST_PLAIN, FAST_UNIFORM = 0, 1, 2
+# C_FAST bits: the loop's fast path may run the instruction (FAST_RUN), which reads a uniform
+# (FAST_UNIFORM) or touches the QPU's own I/O registers: DMA waits, VPM/DMA setups (FAST_IO)
+FAST_NO, FAST_RUN, FAST_UNIFORM, FAST_IO = 0, 1, 2, 4
 
 _ALU_COLUMNS = {
     C_MODE: "unpack", C_PM: "pm", C_PACK: "pack", C_CA: "cond_add", C_CM: "cond_mul", C_SF: "sf",
@@ -32,9 +33,11 @@ _BRANCH_COLUMNS = {C_BCOND: "cond_br", C_BREL: "rel", C_BREG: "reg", C_BRA: "rad
 # through the per-slice uniforms cache, which is not coherent with DMA stores of the same launch
 # on the hardware either, so their data order against other QPUs' stores cannot matter to a
 # correct program. Only a uniform read that enters a new cache line (and so uses the shared L2C
-# and SDRAM of the timing model) is ordered; the loop decides that at run time.
+# and SDRAM of the timing model) is ordered; the loop decides that at run time. Nor are writes of
+# the VPM and DMA setup registers: each QPU has its own (they take effect at the QPU's own next
+# VPM access or DMA start, which is ordered).
 _SHARED_READS = (isa.ADDR_VPM, isa.ADDR_MUTEX)
-_SHARED_WRITES = (isa.ADDR_VPM, isa.ADDR_VPM_SETUP, isa.ADDR_VPM_DMA, isa.ADDR_MUTEX) + tuple(
+_SHARED_WRITES = (isa.ADDR_VPM, isa.ADDR_VPM_DMA, isa.ADDR_MUTEX) + tuple(
     range(isa.ADDR_TMU_FIRST, isa.ADDR_TMU_LAST + 1))
 
 
@@ -75,10 +78,11 @@ def predecode(words: np.ndarray) -> np.ndarray:
     # what the loop must check before issue: semaphores, ldtmu, reads of VPM / DMA wait / mutex,
     # DMA starts (queue full); every other instruction issues without those tests
     waits = is_sema | alu & ((sig == isa.SIG_LOAD_TMU0) | (sig == isa.SIG_LOAD_TMU1))
-    for addr in (isa.ADDR_VPM, isa.ADDR_VPM_DMA, isa.ADDR_MUTEX):
+    for addr in (isa.ADDR_VPM, isa.ADDR_MUTEX):
         waits |= alu & (prog[:, C_RA] == addr) | reads_b & (prog[:, C_RB] == addr)
     waits |= ~is_branch & ((prog[:, C_WADD] == isa.ADDR_VPM_DMA) | (prog[:, C_WMUL] == isa.ADDR_VPM_DMA))
-    prog[:, C_WAITS] = waits
+    dma_wait = alu & (prog[:, C_RA] == isa.ADDR_VPM_DMA) | reads_b & (prog[:, C_RB] == isa.ADDR_VPM_DMA)
+    prog[:, C_WAITS] = waits | dma_wait
     prog[:, C_FAST] = _fast_path(prog, shared | waits)
     return prog
 
@@ -86,22 +90,31 @@ def predecode(words: np.ndarray) -> np.ndarray:
 def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     """C_FAST per instruction: whether fastpath.run_burst may run it. It runs plain ALU
     instructions: no signal (or a small immediate that is not a rotation), no pack/unpack,
-    operands from registers, accumulators, small immediates or uniforms, results to registers,
-    r0-r3, uniforms_address or nowhere, any conditions and flag updates; and branches that link
-    to registers, r0-r3 or nowhere and do not set flags. FAST_UNIFORM marks those that read a
-    uniform: a read that enters a new cache line is a timed event on shared state, which the fast
-    path runs only while its QPU is the one the general loop would run (the earliest)."""
+    operands from registers, accumulators, small immediates, uniforms or the DMA wait registers,
+    results to registers, r0-r3, uniforms_address, the VPM/DMA setup registers or nowhere, any
+    conditions and flag updates; and branches that link to registers, r0-r3 or nowhere and do not
+    set flags. FAST_UNIFORM marks those that read a uniform: a read that enters a new cache line is
+    a timed event on shared state, which the fast path runs only while its QPU is the one the
+    general loop would run (the earliest). FAST_IO marks those that wait for a DMA or write a
+    setup register: both touch only the QPU's own state."""
     sig, opa, opm = prog[:, C_SIG], prog[:, C_OPA], prog[:, C_OPM]
     ra, rb, uses = prog[:, C_RA], prog[:, C_RB], prog[:, C_USES]
     small_imm = sig == isa.SIG_SMALL_IMM
     fast = (sig == isa.SIG_NONE) | small_imm & ((rb < isa.SMALL_IMM_ROTATE_BY_R5) | (opm == 0))
     fast &= (prog[:, C_MODE] == 0) & (prog[:, C_PACK] == 0) & ~ordered
     r3 = isa.ACCUMULATOR_WADDR["r3"]
+    writes_setup = np.zeros(len(prog), dtype=bool)
     for op, full in ((opa, prog[:, C_DADD]), (opm, prog[:, C_DMUL])):
         waddr = full & 63
-        fast &= (op == 0) | (waddr <= r3) | (waddr == isa.ADDR_NOP) | (full == isa.ADDR_UNIFORMS_ADDRESS)
-    a_ok = (ra < 32) | (ra == isa.ADDR_UNIFORM) | (ra == isa.ADDR_NOP) & ((uses & USES_A) == 0)
-    b_ok = small_imm | (rb < 32) | (rb == isa.ADDR_UNIFORM) | (rb == isa.ADDR_NOP) & ((uses & USES_B) == 0)
+        setup = (op != 0) & (waddr == isa.ADDR_VPM_SETUP)
+        writes_setup |= setup
+        fast &= (op == 0) | (waddr <= r3) | (waddr == isa.ADDR_NOP) | setup | \
+            (full == isa.ADDR_UNIFORMS_ADDRESS)
+    wait_a = ra == isa.ADDR_VPM_DMA
+    wait_b = ~small_imm & (rb == isa.ADDR_VPM_DMA)
+    a_ok = (ra < 32) | (ra == isa.ADDR_UNIFORM) | wait_a | (ra == isa.ADDR_NOP) & ((uses & USES_A) == 0)
+    b_ok = small_imm | (rb < 32) | (rb == isa.ADDR_UNIFORM) | wait_b | \
+        (rb == isa.ADDR_NOP) & ((uses & USES_B) == 0)
     fast &= a_ok & b_ok
     reads_uniform = (ra == isa.ADDR_UNIFORM) | ~small_imm & (rb == isa.ADDR_UNIFORM)
     # branches: conditions that exist, no flag update (raddr_a bit 0), link to a register, an
@@ -110,8 +123,9 @@ def _fast_path(prog: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     branch &= ((prog[:, C_BRA] & 1) == 0) & ~ordered
     for full in (prog[:, C_DADD], prog[:, C_DMUL]):
         branch &= ((full & 63) <= r3) | ((full & 63) == isa.ADDR_NOP)
-    return np.where(branch, FAST_PLAIN,
-                    np.where(fast, np.where(reads_uniform, FAST_UNIFORM, FAST_PLAIN), FAST_NO))
+    alu_bits = FAST_RUN | np.where(reads_uniform, FAST_UNIFORM, 0) | \
+        np.where(wait_a | wait_b | writes_setup, FAST_IO, 0)
+    return np.where(branch, FAST_RUN, np.where(fast, alu_bits, FAST_NO))
 
 
 def _operand_uses(prog: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The emulator's fast path: runs of plain ALU instructions (decode marks them C_FAST) executed by
 a small loop of their own, away from the general loop in core.py.
 
-Most instructions of a compute kernel are plain ALU instructions: no signal, pack or peripheral,
-operands from registers, accumulators, small immediates or the uniform stream, results to
-registers or accumulators. `run_burst` executes consecutive ones with none of the general
+Most instructions of a compute kernel are plain ALU instructions: no signal, pack or shared
+peripheral, operands from registers, accumulators, small immediates, the uniform stream or the
+DMA wait registers, results to registers, accumulators or the QPU's own VPM/DMA setup registers. `run_burst` executes consecutive ones with none of the general
 loop's tests for stalls, shared state or strict-mode rules (the caller uses it only outside
 strict mode and tracing), so its few live values stay in CPU registers; its scratch arrays are
 on the stack (jit.stack_array) so that the 16-element loops compile to SIMD code. The results
@@ -11,14 +11,15 @@ are those of the general path, which the emulator's tests hold to the reference 
 """
 import numpy as np
 
-from vc4infer.emu import alu
+from vc4infer.emu import alu, vpm
 from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_FAST, C_IMM, C_MUX_AA, C_MUX_AB,
-    C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA, C_RB, C_SF, C_SIG, FAST_NO, FAST_PLAIN)
+    C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA, C_RB, C_SF, C_SIG, FAST_IO, FAST_NO, FAST_UNIFORM)
 from vc4infer.emu.jit import jit_inline, stack_f64, stack_u8, stack_u32
 from vc4infer.emu.state import (
     GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE,
-    QS_END_AT, QS_INSTR, QS_UPTR_AT, QS_UPTR_NEXT, STALL_UNIFORM,
+    QS_END_AT, QS_INSTR, QS_LD_DONE, QS_LD_PENDING, QS_ST_DONE, QS_ST_PENDING, QS_UPTR_AT,
+    QS_UPTR_NEXT, STALL_DMA_LOAD_WAIT, STALL_DMA_STORE_WAIT, STALL_UNIFORM,
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_ULINE, QS_UPTR)
 from vc4infer.emu.timing import CACHE_LINE_BYTES
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
@@ -68,10 +69,10 @@ def _mux(m, q, acc, src_a, src_b):
 
 
 @jit_inline
-def _fast_write(full, cond, mask, q, n, src, regs, acc, oldv, qs, tmp, wa, wb):
-    """Write src to register-file or accumulator destination `full` (space * 64 + address), in
-    the elements where `mask` is set unless `cond` is "always"; returns the regfile A and B
-    addresses written so far (-1: none). `tmp`: 16 elements of stack scratch."""
+def _fast_write(full, cond, mask, q, n, cycle, src, regs, acc, oldv, qs, tp, tmp, wa, wb):
+    """Write src to register-file, accumulator or setup-register destination `full` (space * 64 +
+    address), in the elements where `mask` is set unless `cond` is "always"; returns the regfile
+    A and B addresses written so far (-1: none). `tmp`: 16 elements of stack scratch."""
     addr = full & 63
     if addr < 32:
         sp = 0 if full < B_SPACE else 1
@@ -94,6 +95,8 @@ def _fast_write(full, cond, mask, q, n, src, regs, acc, oldv, qs, tmp, wa, wb):
     elif full == isa.ADDR_UNIFORMS_ADDRESS:   # element 0, whatever the condition (as core)
         qs[q, QS_UPTR_NEXT] = np.int64(src[0])
         qs[q, QS_UPTR_AT] = n + isa.UNIFORMS_ADDRESS_INSTRUCTIONS
+    elif addr == isa.ADDR_VPM_SETUP:          # element 0, whatever the condition (as core)
+        vpm.setup_write(q, 0 if full < B_SPACE else 1, np.int64(src[0]), cycle, qs, tp)
     elif addr != isa.ADDR_NOP:
         ai = addr - 32
         if cond == isa.COND_ALWAYS:
@@ -107,8 +110,8 @@ def _fast_write(full, cond, mask, q, n, src, regs, acc, oldv, qs, tmp, wa, wb):
 
 
 @jit_inline
-def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va, vb, res0, res1,
-              car0, car1, d64, mask0, mask1, tmp):
+def fast_alu(q, n, cycle, k, prog, regs, acc, oldv, fl, qs, mem32, membase, tp, simm_rows, va, vb,
+             res0, res1, car0, car1, d64, mask0, mask1, tmp):
     """Run an instruction that decode marked FAST_* (no signal, pack or peripherals) with none of
     the general path's tests: operands are read in place, both pipes compute before either
     writes; conditions use the flags from before the instruction's own flag update. Returns the
@@ -126,6 +129,10 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
             v = pop_uniform(qs, q, mem32, membase)
             for i in range(16):
                 va[i] = v
+        elif ra == isa.ADDR_VPM_DMA:            # the DMA load wait (its stall came before issue)
+            qs[q, QS_LD_PENDING] = 0
+            for i in range(16):
+                va[i] = 0
     if sig == isa.SIG_SMALL_IMM:
         src_b = simm_rows[rb]
     elif rb < 32:
@@ -134,6 +141,11 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
         v = pop_uniform(qs, q, mem32, membase)
         for i in range(16):
             vb[i] = v
+        src_b = vb
+    elif rb == isa.ADDR_VPM_DMA:                # the DMA store wait
+        qs[q, QS_ST_PENDING] = 0
+        for i in range(16):
+            vb[i] = 0
         src_b = vb
     else:                                       # raddr_b nop, or one uniform read for both fields
         src_b = va
@@ -166,9 +178,11 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
     wa = -1
     wb = -1
     if opa != 0:
-        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, n, res0, regs, acc, oldv, qs, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, n, cycle, res0, regs, acc, oldv, qs, tp,
+                             tmp, wa, wb)
     if opm != 0:
-        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, n, res1, regs, acc, oldv, qs, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, n, cycle, res1, regs, acc, oldv, qs, tp,
+                             tmp, wa, wb)
     if ca != isa.COND_ALWAYS or cm != isa.COND_ALWAYS:     # restore the all-ones invariant
         for i in range(16):
             mask0[i] = 1
@@ -189,8 +203,8 @@ def queue_branch(qs, q, n, target):
 
 
 @jit_inline
-def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp):
-    """Run a branch that decode marked FAST_PLAIN (no flag update; link, when taken, to registers,
+def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, tp, link_row, mask, tmp):
+    """Run a branch that decode marked FAST_RUN (no flag update; link, when taken, to registers,
     accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead. Returns
     the regfile A and B addresses written (-1: none)."""
     qs[q, QS_BRANCH_INSTR] = n
@@ -206,11 +220,27 @@ def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, link_row, mask, tmp)
         link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
         for i in range(16):
             link_row[i] = link
-        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, n, link_row, regs, acc,
-                             oldv, qs, tmp, wa, wb)
-        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, n, link_row, regs, acc,
-                             oldv, qs, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, n, 0, link_row, regs, acc,
+                             oldv, qs, tp, tmp, wa, wb)
+        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, n, 0, link_row, regs, acc,
+                             oldv, qs, tp, tmp, wa, wb)
     return wa, wb
+
+
+@jit_inline
+def dma_wait_ready(q, k, prog, qs, cycle):
+    """The cycle at which instruction k's reads of the DMA load wait (raddr A) and store wait
+    (raddr B) let it issue, and the stall cause that delays it most (-1: none)."""
+    ready = cycle
+    cause = -1
+    if prog[k, C_RA] == isa.ADDR_VPM_DMA and qs[q, QS_LD_DONE] > ready:
+        ready = qs[q, QS_LD_DONE]
+        cause = STALL_DMA_LOAD_WAIT
+    if prog[k, C_SIG] < isa.SIG_SMALL_IMM and prog[k, C_RB] == isa.ADDR_VPM_DMA and \
+            qs[q, QS_ST_DONE] > ready:
+        ready = qs[q, QS_ST_DONE]
+        cause = STALL_DMA_STORE_WAIT
+    return ready, cause
 
 
 @jit_inline
@@ -257,21 +287,29 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
         fast = prog[k, C_FAST]
         if fast == FAST_NO:
             break
-        ustall = 0
-        if fast != FAST_PLAIN:
+        new_line = False
+        if fast & FAST_UNIFORM:
             if not uniform_in_buffer(qs, q):
                 break
-            if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-                if not (cycle < other_cycle or cycle == other_cycle and q < other_q):
-                    break
-                qs[q, QS_CYCLE] = cycle
-                ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag,
-                                            l2lru, l2data, tp)
+            new_line = qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]
+            if new_line and not (cycle < other_cycle or cycle == other_cycle and q < other_q):
+                break
+        if fast & FAST_IO:                      # a DMA wait stalls before issue (as in core)
+            ready, cause = dma_wait_ready(q, k, prog, qs, cycle)
+            if ready > cycle:
+                stall[q, cause] += ready - cycle
+                cycle = ready
+                continue                        # the budget and the uniform's turn again
+        ustall = 0
+        if new_line:
+            qs[q, QS_CYCLE] = cycle
+            ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
+                                        l2data, tp)
         if prog[k, C_SIG] == isa.SIG_BRANCH:
-            wa, wb = fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, res0, mask0, tmp)
+            wa, wb = fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, tp, res0, mask0, tmp)
         else:
-            wa, wb = fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va,
-                              vb, res0, res1, car0, car1, d64, mask0, mask1, tmp)
+            wa, wb = fast_alu(q, n, cycle, k, prog, regs, acc, oldv, fl, qs, mem32, membase, tp,
+                              simm_rows, va, vb, res0, res1, car0, car1, d64, mask0, mask1, tmp)
         qs[q, QS_LASTW_A] = wa
         qs[q, QS_LASTW_B] = wb
         qs[q, QS_LASTW_INSTR] = n

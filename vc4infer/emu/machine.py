@@ -30,6 +30,8 @@ from vc4infer.qpu import isa
 #: instructions the compiled loop runs between two wall-clock timeout checks
 CHUNK_INSTRUCTIONS = 1 << 22
 UNLIMITED = np.iinfo(np.int64).max
+#: predecoded programs kept between launches (a launch decodes only code it has not seen)
+DECODED_PROGRAMS = 32
 
 UNDEFINED_MESSAGES: Dict[int, str] = {
     state.UB_REGFILE_RAW: "reads physical register {x} written by the previous instruction (no forwarding: "
@@ -128,6 +130,7 @@ class Machine:
         self.ip = np.zeros(state.IP_N, dtype=np.int64)
         self._regions: List[Tuple[int, int, int]] = []
         self._prog = np.zeros((0, decode.C_N), dtype=np.int64)
+        self._decoded: Dict[bytes, np.ndarray] = {}   # code bytes -> predecoded rows (LRU order)
         self.n_qpus = 0
 
     # ---- launch ---------------------------------------------------------------------------------
@@ -209,9 +212,15 @@ class Machine:
         buf = self.memory.find(address, 8)
         n = (buf.end - address) // 8
         off = address - self.memory.base
-        words = self.memory.data[off: off + 8 * n].view("<u8")
+        code = self.memory.data[off: off + 8 * n].tobytes()
+        rows = self._decoded.pop(code, None)       # keyed by content: code may change between launches
+        if rows is None:
+            rows = decode.predecode(np.frombuffer(code, dtype="<u8"))
+        self._decoded[code] = rows                 # most recently used last
+        while len(self._decoded) > DECODED_PROGRAMS:
+            del self._decoded[next(iter(self._decoded))]
         self._regions.append((address, n, len(self._prog)))
-        self._prog = np.concatenate([self._prog, decode.predecode(words)])
+        self._prog = np.concatenate([self._prog, rows])
 
     def _region_array(self) -> np.ndarray:
         return np.array(self._regions, dtype=np.int64).reshape(-1, 3)
