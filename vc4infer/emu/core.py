@@ -13,9 +13,8 @@ Per instruction the order is the reference's Appendix B: branch / load immediate
 blocking are decided before any side effect, so a stalled instruction is simply issued again later.
 
 Runs of plain ALU instructions (decode's C_FAST: no shared state; DMA waits and setup writes
-included) go to fastpath.run_burst instead, outside strict
-mode and tracing: same results (tests/emu/test_fast_path.py holds it to this loop), a fraction of
-the host time.
+included) go to fastpath.run_burst instead, outside strict mode and tracing: same results
+(tests/emu/test_fast_path.py holds it to this loop), a fraction of the host time.
 """
 import numpy as np
 
