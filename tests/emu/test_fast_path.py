@@ -7,7 +7,7 @@ suites check instruction by instruction; this test extends that to long mixed se
 import numpy as np
 import pytest
 
-from emu_rig import Rig
+from emu_rig import Rig, words
 from vc4infer.emu.decode import C_FAST, FAST_IO, FAST_NO, predecode, words_from_bytes
 from vc4infer.qpu import AssembleError, assemble, qpu
 
@@ -193,3 +193,39 @@ def test_fast_path_keeps_a_12_qpu_dma_kernel_and_its_timing():
     assert np.array_equal(runs[0][0], runs[1][0])
     assert runs[0][1:] == runs[1][1:]
     assert runs[0][3]["dma_load_wait"] > 0 and runs[0][3]["dma_store_wait"] > 0
+
+
+@qpu
+def setups_from_the_mul_pipe(asm):
+    """Uniforms: output address, VPM write setup, DMA store setup (rows 0-1)."""
+    mov(ra0, uniform)
+    mov(ra1, uniform)
+    mov(rb1, uniform)
+    mov(r0, element_number)
+    iadd(r1, r0, r0, set_flags=False).mov(vpmvcd_wr_setup, ra1)   # setup on the mul pipe
+    mov(vpm, r1)
+    iadd(r2, r1, 1, set_flags=False)
+    mov(vpm, r2)
+    mov(r3, r0).mov(vpmvcd_wr_setup, rb1)                          # the DMA store setup
+    start_dma_store(ra0)
+    wait_dma_store()
+    exit()
+
+
+def test_fast_path_writes_setups_from_either_pipe():
+    """Setup registers written by the mul pipe beside an add-pipe register write: row 0 holds
+    2e and row 1 2e + 1 for element e, both ways, in the same modelled time."""
+    from qpu_kernels.bench_dma import setup_words
+
+    _, _, _, vpm_write, store = setup_words(0)
+    rows = predecode(words_from_bytes(assemble(setups_from_the_mul_pipe)))
+    assert np.count_nonzero(rows[:, C_FAST] & FAST_IO) >= 3
+    results = []
+    for fast_path in (True, False):
+        rig = Rig(strict=False, fast_path=fast_path)
+        out = rig.buffer(2 * 16 * 4)
+        stats = rig.run(rig.program(setups_from_the_mul_pipe), [[out, vpm_write, store]])
+        results.append((words(out), stats.cycles, stats.stalls))
+    e = np.arange(16, dtype=np.uint32)
+    assert np.array_equal(results[0][0], np.concatenate([2 * e, 2 * e + 1]))
+    assert np.array_equal(results[0][0], results[1][0]) and results[0][1:] == results[1][1:]

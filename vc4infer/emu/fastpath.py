@@ -3,11 +3,12 @@ a small loop of their own, away from the general loop in core.py.
 
 Most instructions of a compute kernel are plain ALU instructions: no signal, pack or shared
 peripheral, operands from registers, accumulators, small immediates, the uniform stream or the
-DMA wait registers, results to registers, accumulators or the QPU's own VPM/DMA setup registers. `run_burst` executes consecutive ones with none of the general
-loop's tests for stalls, shared state or strict-mode rules (the caller uses it only outside
-strict mode and tracing), so its few live values stay in CPU registers; its scratch arrays are
-on the stack (jit.stack_array) so that the 16-element loops compile to SIMD code. The results
-are those of the general path, which the emulator's tests hold to the reference guide.
+DMA wait registers, results to registers, accumulators or the QPU's own VPM/DMA setup
+registers. `run_burst` executes consecutive ones with none of the general loop's tests for
+shared state or strict-mode rules (the caller uses it only outside strict mode and tracing), so
+its few live values stay in CPU registers; its scratch arrays are on the stack
+(jit.stack_array) so that the 16-element loops compile to SIMD code. The results are those of
+the general path, which the emulator's tests hold to the reference guide.
 """
 import numpy as np
 
@@ -26,6 +27,8 @@ from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_s
 from vc4infer.qpu import isa
 
 B_SPACE = 64     # full destination = space * 64 + address
+R3 = isa.ACCUMULATOR_WADDR["r3"]
+NO_WRITE = -1    # a destination for a pipe that does not write
 OP_V8MIN = isa.MUL_OP_BY_NAME["v8min"].code
 OP_V8MAX = isa.MUL_OP_BY_NAME["v8max"].code
 
@@ -69,10 +72,11 @@ def _mux(m, q, acc, src_a, src_b):
 
 
 @jit_inline
-def _fast_write(full, cond, mask, q, n, cycle, src, regs, acc, oldv, qs, tp, tmp, wa, wb):
-    """Write src to register-file, accumulator or setup-register destination `full` (space * 64 +
-    address), in the elements where `mask` is set unless `cond` is "always"; returns the regfile
-    A and B addresses written so far (-1: none). `tmp`: 16 elements of stack scratch."""
+def _fast_write(full, cond, mask, q, n, src, regs, acc, oldv, qs, tmp, wa, wb):
+    """Write src to register-file or accumulator destination `full` (space * 64 + address), in
+    the elements where `mask` is set unless `cond` is "always" (other destinations: nothing);
+    returns the regfile A and B addresses written so far (-1: none). `tmp`: 16 elements of
+    stack scratch."""
     addr = full & 63
     if addr < 32:
         sp = 0 if full < B_SPACE else 1
@@ -95,9 +99,7 @@ def _fast_write(full, cond, mask, q, n, cycle, src, regs, acc, oldv, qs, tp, tmp
     elif full == isa.ADDR_UNIFORMS_ADDRESS:   # element 0, whatever the condition (as core)
         qs[q, QS_UPTR_NEXT] = np.int64(src[0])
         qs[q, QS_UPTR_AT] = n + isa.UNIFORMS_ADDRESS_INSTRUCTIONS
-    elif addr == isa.ADDR_VPM_SETUP:          # element 0, whatever the condition (as core)
-        vpm.setup_write(q, 0 if full < B_SPACE else 1, np.int64(src[0]), cycle, qs, tp)
-    elif addr != isa.ADDR_NOP:
+    elif addr <= R3:
         ai = addr - 32
         if cond == isa.COND_ALWAYS:
             for i in range(16):
@@ -110,12 +112,13 @@ def _fast_write(full, cond, mask, q, n, cycle, src, regs, acc, oldv, qs, tp, tmp
 
 
 @jit_inline
-def fast_alu(q, n, cycle, k, prog, regs, acc, oldv, fl, qs, mem32, membase, tp, simm_rows, va, vb,
-             res0, res1, car0, car1, d64, mask0, mask1, tmp):
-    """Run an instruction that decode marked FAST_* (no signal, pack or peripherals) with none of
-    the general path's tests: operands are read in place, both pipes compute before either
-    writes; conditions use the flags from before the instruction's own flag update. Returns the
-    regfile A and B addresses written (-1: none). The scratch arrays (va ... tmp) are
+def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, va, vb, res0, res1,
+             car0, car1, d64, mask0, mask1):
+    """Compute an ALU instruction that decode marked FAST_RUN with none of the general path's
+    tests: operands are read in place; the results go to res0 (add pipe) and res1 (mul pipe),
+    the write masks of their conditions to mask0 and mask1, and the flags are updated (conditions
+    use the flags from before). Returns what `write_results` takes: the add and mul destinations
+    (NO_WRITE for a pipe that does not run) and conditions. The scratch arrays (va ... mask1) are
     `stack_array`s, so that the element loops writing them compile to SIMD code."""
     sig = prog[k, C_SIG]
     ra = prog[k, C_RA]
@@ -175,14 +178,28 @@ def fast_alu(q, n, cycle, k, prog, regs, acc, oldv, fl, qs, mem32, membase, tp, 
             _set_flags(fl, res0, car0, mask0)
         else:
             _set_flags(fl, res1, car1, mask1)
+    return prog[k, C_DADD] if opa != 0 else NO_WRITE, prog[k, C_DMUL] if opm != 0 else NO_WRITE, ca, cm
+
+
+@jit_inline
+def write_results(q, n, cycle, io, dadd, dmul, ca, cm, res0, res1, mask0, mask1, regs, acc, oldv, qs,
+                  tp, tmp):
+    """Write the add pipe's result res0 to destination dadd, then the mul pipe's res1 to dmul
+    (NO_WRITE: none), where their conditions hold; with `io` (decode's FAST_IO) a destination may
+    be a setup register. Returns the regfile A and B addresses written (-1: none). `tmp`: 16
+    elements of stack scratch."""
     wa = -1
     wb = -1
-    if opa != 0:
-        wa, wb = _fast_write(prog[k, C_DADD], ca, mask0, q, n, cycle, res0, regs, acc, oldv, qs, tp,
-                             tmp, wa, wb)
-    if opm != 0:
-        wa, wb = _fast_write(prog[k, C_DMUL], cm, mask1, q, n, cycle, res1, regs, acc, oldv, qs, tp,
-                             tmp, wa, wb)
+    if dadd != NO_WRITE:
+        wa, wb = _fast_write(dadd, ca, mask0, q, n, res0, regs, acc, oldv, qs, tmp, wa, wb)
+    if dmul != NO_WRITE:
+        wa, wb = _fast_write(dmul, cm, mask1, q, n, res1, regs, acc, oldv, qs, tmp, wa, wb)
+    if io:
+        for p in range(2):                      # element 0, whatever the condition (as core)
+            full = dadd if p == 0 else dmul
+            if full != NO_WRITE and (full & 63) == isa.ADDR_VPM_SETUP:
+                v = np.int64(res0[0]) if p == 0 else np.int64(res1[0])
+                vpm.setup_write(q, 0 if full < B_SPACE else 1, v, cycle, qs, tp)
     if ca != isa.COND_ALWAYS or cm != isa.COND_ALWAYS:     # restore the all-ones invariant
         for i in range(16):
             mask0[i] = 1
@@ -203,13 +220,11 @@ def queue_branch(qs, q, n, target):
 
 
 @jit_inline
-def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, tp, link_row, mask, tmp):
+def fast_branch(q, n, pc, k, prog, regs, fl, qs, res0, res1):
     """Run a branch that decode marked FAST_RUN (no flag update; link, when taken, to registers,
-    accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead. Returns
-    the regfile A and B addresses written (-1: none)."""
+    accumulators or nowhere): queue its target BRANCH_DELAY_SLOTS instructions ahead and put the
+    link address in res0 and res1. Returns the link destinations (NO_WRITE: not taken)."""
     qs[q, QS_BRANCH_INSTR] = n
-    wa = -1
-    wb = -1
     if branch_taken(prog[k, C_BCOND], fl):     # decode admits only conditions branch_taken knows
         target = prog[k, C_IMM]
         if prog[k, C_BREL] != 0:
@@ -219,12 +234,10 @@ def fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, tp, link_row, mask, 
         queue_branch(qs, q, n, target & 0xFFFFFFFF & ~7)
         link = (pc + isa.BRANCH_LINK_OFFSET_BYTES) & 0xFFFFFFFF
         for i in range(16):
-            link_row[i] = link
-        wa, wb = _fast_write(prog[k, C_DADD], isa.COND_ALWAYS, mask, q, n, 0, link_row, regs, acc,
-                             oldv, qs, tp, tmp, wa, wb)
-        wa, wb = _fast_write(prog[k, C_DMUL], isa.COND_ALWAYS, mask, q, n, 0, link_row, regs, acc,
-                             oldv, qs, tp, tmp, wa, wb)
-    return wa, wb
+            res0[i] = link
+            res1[i] = link
+        return prog[k, C_DADD], prog[k, C_DMUL]
+    return NO_WRITE, NO_WRITE
 
 
 @jit_inline
@@ -306,10 +319,14 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
             ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
                                         l2data, tp)
         if prog[k, C_SIG] == isa.SIG_BRANCH:
-            wa, wb = fast_branch(q, n, pc, k, prog, regs, acc, oldv, fl, qs, tp, res0, mask0, tmp)
+            dadd, dmul = fast_branch(q, n, pc, k, prog, regs, fl, qs, res0, res1)
+            ca = isa.COND_ALWAYS
+            cm = isa.COND_ALWAYS
         else:
-            wa, wb = fast_alu(q, n, cycle, k, prog, regs, acc, oldv, fl, qs, mem32, membase, tp,
-                              simm_rows, va, vb, res0, res1, car0, car1, d64, mask0, mask1, tmp)
+            dadd, dmul, ca, cm = fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase,
+                                          simm_rows, va, vb, res0, res1, car0, car1, d64, mask0, mask1)
+        wa, wb = write_results(q, n, cycle, (fast & FAST_IO) != 0, dadd, dmul, ca, cm, res0, res1,
+                               mask0, mask1, regs, acc, oldv, qs, tp, tmp)
         qs[q, QS_LASTW_A] = wa
         qs[q, QS_LASTW_B] = wb
         qs[q, QS_LASTW_INSTR] = n

@@ -100,7 +100,7 @@ def read_vector(vpm8, vpm16, vpm32, addr, size, horizontal, laned, out):
             out[i] = vpm8[off]
 
 
-@jit_inline
+@jit
 def setup_problem(q, space, v, qs):
     """What is undefined about QPU q writing setup word v to VPMVCD_RD_SETUP (space 0) or
     VPMVCD_WR_SETUP (space 1): (state.UB_* code, detail), or (-1, 0) when nothing is."""
