@@ -77,6 +77,37 @@ def test_tmu_read_outside_buffer_names_element():
 
 
 @qpu
+def tmu_gather_two(asm):
+    """Uniforms: A, B - 32, output address. Elements 0-7 read A[e], elements 8-15 B[e - 8]."""
+    mov(r2, uniform)
+    mov(r3, uniform)
+    mov(ra0, uniform)
+    imul24(r0, element_number, 4)
+    isub(null, element_number, 8, set_flags=True)          # N set in elements 0-7
+    mov(r1, r3)
+    mov(r1, r2, cond="ns")
+    iadd(tmu0_s, r0, r1, set_flags=False)
+    nop(sig="load tmu0")
+    setup_vpm_write(mode="32bit horizontal", Y=0)
+    mov(vpm, r4)
+    setup_dma_store(mode="32bit horizontal", Y=0, nrows=1)
+    start_dma_store(ra0)
+    wait_dma_store()
+    exit()
+
+
+def test_tmu_lookup_gathers_from_two_buffers():
+    """One lookup whose elements fall in two buffers: every element is inside a live buffer, so
+    it reads both (the check is per element, not per lookup)."""
+    rig = Rig()
+    first = rig.buffer(np.arange(16, dtype=np.uint32), "first")
+    second = rig.buffer(np.arange(1000, 1016, dtype=np.uint32), "second")
+    out = rig.buffer(np.zeros(16, dtype=np.uint32), "out")
+    rig.run(rig.program(tmu_gather_two), [[first, second.bus_address - 32, out]])
+    assert list(words(out)) == list(range(8)) + list(range(1000, 1008))
+
+
+@qpu
 def read_uniforms(asm, n):
     for _ in range(n):
         mov(r0, uniform)
