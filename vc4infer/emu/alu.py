@@ -157,15 +157,16 @@ def _clz(x):
 
 
 @jit_inline
-def add_pipe(op, a, b, r, c, d64):
+def add_pipe(op, a, b, r, c, d64, carry):
     """Run add-pipe opcode `op` on 16 elements of uint32 arrays a, b: r = result bits, c = C flag
-    per element; d64 is float64 scratch. One loop per opcode keeps the element loops branch-free
-    for the compiler."""
+    per element (for fadd/fsub only when `carry`: the flags are set); d64 is float64 scratch. One
+    loop per opcode keeps the element loops branch-free for the compiler."""
     if op == 1 or op == 2:                     # fadd, fsub
         _fadd_lanes(a, b, r, op - 1)
-        for i in range(16):
-            v = np.int64(r[i])
-            c[i] = 1 if (v & SIGN) == 0 and (v & MAG) != 0 else 0
+        if carry:                              # a loop of its own: most fadds set no flags
+            for i in range(16):
+                v = np.int64(r[i])
+                c[i] = 1 if (v & SIGN) == 0 and (v & MAG) != 0 else 0
     elif op == 12:                             # iadd: C = unsigned carry
         for i in range(16):
             t = np.int64(a[i]) + np.int64(b[i])
@@ -280,12 +281,13 @@ def add_pipe(op, a, b, r, c, d64):
 
 
 @jit_inline
-def mul_pipe(op, a, b, r, c):
-    """Run mul-pipe opcode `op` on 16 elements."""
+def mul_pipe(op, a, b, r, c, carry):
+    """Run mul-pipe opcode `op` on 16 elements (as add_pipe; fmul's C flag only when `carry`)."""
     if op == 1:
         _fmul_lanes(a, b, r)
-        for i in range(16):
-            c[i] = 0
+        if carry:
+            for i in range(16):
+                c[i] = 0
     elif op == 2:                              # mul24: C = product > 0xFFFFFF (vc4asm)
         for i in range(16):
             p = (np.int64(a[i]) & 0xFFFFFF) * (np.int64(b[i]) & 0xFFFFFF)

@@ -802,7 +802,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         op3[i] = wval[i]
                 # execute
                 if opa != 0:
-                    alu.add_pipe(opa, op0, op1, res0, car0, d64)
+                    alu.add_pipe(opa, op0, op1, res0, car0, d64, sf != 0)
                     if prog[k, C_CA] != isa.COND_ALWAYS:
                         cond_mask(prog[k, C_CA], fl, cmask[0])
                         masked = True
@@ -819,7 +819,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                             elif s < -2147483648:
                                 res[0, i] = 0x80000000
                 if opm != 0:
-                    alu.mul_pipe(opm, op2, op3, res1, car1)
+                    alu.mul_pipe(opm, op2, op3, res1, car1, sf != 0)
                     if prog[k, C_CM] != isa.COND_ALWAYS:
                         cond_mask(prog[k, C_CM], fl, cmask[1])
                         masked = True

@@ -154,9 +154,10 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
         src_b = va
     opa = prog[k, C_OPA]
     opm = prog[k, C_OPM]
+    sf = prog[k, C_SF] != 0                     # the C flags are needed
     if opa != 0:
         alu.add_pipe(opa, _mux(prog[k, C_MUX_AA], q, acc, src_a, src_b),
-                     _mux(prog[k, C_MUX_AB], q, acc, src_a, src_b), res0, car0, d64)
+                     _mux(prog[k, C_MUX_AB], q, acc, src_a, src_b), res0, car0, d64, sf)
     if opm != 0:
         mma = prog[k, C_MUX_MA]
         if (opm == OP_V8MIN or opm == OP_V8MAX) and mma == prog[k, C_MUX_MB]:
@@ -166,14 +167,14 @@ def fast_alu(q, n, k, prog, regs, acc, oldv, fl, qs, mem32, membase, simm_rows, 
                 car1[i] = 0
         else:
             alu.mul_pipe(opm, _mux(mma, q, acc, src_a, src_b),
-                         _mux(prog[k, C_MUX_MB], q, acc, src_a, src_b), res1, car1)
+                         _mux(prog[k, C_MUX_MB], q, acc, src_a, src_b), res1, car1, sf)
     ca = prog[k, C_CA] if opa != 0 else isa.COND_ALWAYS     # a pipe that does not run: no mask
     cm = prog[k, C_CM] if opm != 0 else isa.COND_ALWAYS
     if ca != isa.COND_ALWAYS:
         cond_mask(ca, fl, mask0)
     if cm != isa.COND_ALWAYS:
         cond_mask(cm, fl, mask1)
-    if prog[k, C_SF] != 0 and (opa != 0 or opm != 0):    # flags of the add pipe if it runs
+    if sf and (opa != 0 or opm != 0):           # flags of the add pipe if it runs
         if opa != 0:
             _set_flags(fl, res0, car0, mask0)
         else:
