@@ -446,14 +446,27 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
     nregions = regions.shape[0]
 
 
+    lo = np.int64(0)        # the code region of the last fetch (regions are the same for all QPUs)
+    hi = np.int64(0)
+    off = np.int64(0)
     while True:
-        # ---- pick the runnable QPU with the smallest cycle count (ties: lowest number) ----
+        # ---- pick the runnable QPU with the smallest cycle count (ties: lowest number), and
+        # the next one after it: q may run ahead of others until it reaches (other_cycle, other_q)
         q = -1
-        best = 0
+        best = np.int64(1) << 62
+        other_q = nq
+        other_cycle = np.int64(1) << 62
         for i in range(nq):
-            if qs[i, QS_STATUS] == ST_RUN and (q < 0 or qs[i, QS_CYCLE] < best):
-                q = i
-                best = qs[i, QS_CYCLE]
+            if qs[i, QS_STATUS] == ST_RUN:
+                c = qs[i, QS_CYCLE]
+                if c < best:
+                    other_q = q if q >= 0 else nq
+                    other_cycle = best
+                    q = i
+                    best = c
+                elif c < other_cycle:
+                    other_q = i
+                    other_cycle = c
         if q < 0:
             blocked = 0
             for i in range(nq):
@@ -466,15 +479,6 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     if gs[GS_SEM + s] != 0:
                         return _undefined(err, UB_SEMAPHORE_END, -1, -1, s)
             return EV_DONE
-        other_cycle = np.int64(1) << 62
-        other_q = nq
-        for i in range(nq):
-            if i != q and qs[i, QS_STATUS] == ST_RUN and qs[i, QS_CYCLE] < other_cycle:
-                other_cycle = qs[i, QS_CYCLE]
-                other_q = i
-        lo = np.int64(0)
-        hi = np.int64(0)
-        off = np.int64(0)
         fl = flags[q]
         burst_ok = fast_path and not strict and ((trace_mask >> q) & 1) == 0   # run_burst may run q
 
