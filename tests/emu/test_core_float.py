@@ -1,7 +1,10 @@
 """The QPU's float behaviour (spec §3.4): fadd/fsub/itof round toward zero, fmul to nearest,
 denormals flushed to +0, NaN and Inf as VC4C's hardware tests found them, ftoi truncation and its
 out-of-range results, fmin/fmax orderings and their C flags. Expected values: numpy, with rounding
-toward zero built from float64 sums and np.nextafter (independent of the emulator's code)."""
+toward zero built from float64 sums (or exact fractions, where a float64 sum is not exact) and
+np.nextafter (independent of the emulator's code)."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -48,6 +51,50 @@ def test_fadd_fsub_round_toward_zero():
     assert got[0] == 1.0 and got[1] == -1.0
     got = run_binary("fsub", a, b)
     assert np.array_equal(got, rtz(a.astype(np.float64) - b.astype(np.float64)))
+
+
+def exact_rtz(x, y) -> np.float32:
+    """float32 x + y computed exactly (fractions) and rounded toward zero to float32; a denormal
+    result is flushed to +0, a magnitude of 2**128 or more gives Inf (the emulator's reading)."""
+    exact = Fraction(float(x)) + Fraction(float(y))
+    if abs(exact) >= 2 ** 128:
+        return F32(np.inf) if exact > 0 else F32(-np.inf)
+    f = min(F32(abs(float(exact))), np.finfo(F32).max)
+    while Fraction(float(f)) > abs(exact):
+        f = np.nextafter(f, F32(0))
+    while f < np.finfo(F32).max and Fraction(float(np.nextafter(f, F32(np.inf)))) <= abs(exact):
+        f = np.nextafter(f, F32(np.inf))
+    if f < np.finfo(F32).tiny:
+        return F32(0)
+    return f if exact > 0 else -f
+
+
+def test_fadd_rounds_toward_zero_at_every_exponent_gap():
+    """Operands far apart (where a float64 sum is no longer exact): the larger one, one unit
+    toward zero when the signs differ, at power-of-two boundaries, at the smallest normal and
+    near FLT_MAX; then random pairs over the whole exponent range, against exact fractions."""
+    big = np.finfo(F32).max
+    pairs = [(1.0, 2.0 ** -30), (1.0, -2.0 ** -30), (1.0, -2.0 ** -60), (1.0, -2.0 ** -100),
+             (-3.0, 2.0 ** -90), (2.0 ** 20, -2.0 ** -120), (-1.5, -2.0 ** -80),
+             (np.finfo(F32).tiny, -2.0 ** -120), (big, 2.0 ** 90), (big, -2.0 ** 90),
+             (2.0 ** 100, -1.0), (-(2.0 ** 127), 2.0 ** 60), (1.0, -(2.0 ** -24) * 1.5),
+             (1.0, -(2.0 ** -25)), (1.0 + 2.0 ** -23, -(2.0 ** -40)), (7.0, -2.0 ** -27)]
+    a = np.array([p[0] for p in pairs], dtype=F32)
+    b = np.array([p[1] for p in pairs], dtype=F32)
+    got = run_binary("fadd", a, b)
+    want = np.array([exact_rtz(x, y) for x, y in zip(a, b)], dtype=F32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert got[0] == 1.0 and got[1] == np.nextafter(F32(1), F32(0)) and got[3] == got[1]
+    for _ in range(4):
+        bits = RNG.integers(0, 2 ** 32, (2, 16), dtype=np.uint64).astype(np.uint32)
+        exponent = (bits >> 23) & 255
+        bits[(exponent == 0) | (exponent == 255)] &= ~np.uint32(0x7F800000)   # zeros, no NaN/Inf
+        bits[(exponent == 0) | (exponent == 255)] |= np.uint32(0x3F800000)
+        a, b = bits.view(F32)
+        for op, sign in (("fadd", 1), ("fsub", -1)):
+            got = run_binary(op, a, b)
+            want = np.array([exact_rtz(x, sign * y) for x, y in zip(a, b)], dtype=F32)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), op
 
 
 def test_fmul_rounds_to_nearest():

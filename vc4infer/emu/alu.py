@@ -5,11 +5,12 @@ Operands and results are uint32[16] arrays (bit patterns) with float32 views of 
 Float behaviour modelled (spec §3.4):
 - denormal inputs and outputs are flushed to +0 (VC4C's hardware tests: "+-0 and all subnormal
   numbers are flushed to +0" for fadd/fsub/fmul);
-- fadd, fsub and itof round toward zero (VC4C `FlushDenormsAndRoundToZero`): the float64 sum's
-  mantissa truncated to 24 bits. That is the exact round-toward-zero result unless one operand is
-  below 2**-53 of the other and of opposite sign: then the larger operand comes back unchanged
-  (true truncation would step it one unit toward zero; what the hardware does with such a tiny
-  operand is not documented);
+- fadd, fsub and itof round toward zero (VC4C `FlushDenormsAndRoundToZero`): the exact result
+  rounded toward zero to float32, for every exponent gap. When the exponents differ by less than
+  FADD_EXACT_GAP the float64 sum is exact and its mantissa is truncated to 24 bits; at larger gaps
+  the smaller operand is below 1/32 of the larger one's last unit, so the result is the larger
+  operand, one unit toward zero when the signs differ. A sum of magnitude 2**128 or more gives Inf
+  of its sign (the hardware's overflow is not documented);
 - fmul rounds to nearest even (not stated by any source; VC4C emulates it so; spec U6);
 - NaN and Inf follow VC4C's tests: a NaN operand of fadd/fsub/fmul gives Inf with the NaN's sign
   (the second operand's NaN wins), Inf + -Inf gives -Inf, 0 * anything (NaN, Inf) gives 0;
@@ -33,6 +34,8 @@ POS_INF = 0x7F800000
 NEG_INF = 0xFF800000
 FLT_MAX = 0x7F7FFFFF
 TRUNC_TO_F32 = -0x20000000      # clears the 29 float64 mantissa bits that float32 does not have
+#: exponent gap from which a float32 sum no longer fits float64's 53 bits (24 + gap + 1 > 53)
+FADD_EXACT_GAP = 29
 M32 = 0xFFFFFFFF
 
 
@@ -64,8 +67,11 @@ def _fadd_lanes(a, b, r, negate_b):
         single = np.float32(truncated.view(np.float64))
         v = np.int64(single.view(np.uint32))
         r[i] = v if (v & EXP_MASK) != 0 else 0
-        special |= ((x & EXP_MASK) == EXP_MASK) | ((y & EXP_MASK) == EXP_MASK)
-    if special:
+        ex = (x >> 23) & 255
+        ey = (y >> 23) & 255
+        gap = ex - ey if ex > ey else ey - ex
+        special |= (ex == 255) | (ey == 255) | (ex != 0) & (ey != 0) & (gap >= FADD_EXACT_GAP)
+    if special:                                # rare: lanes the float64 sum does not serve
         for i in range(16):
             x = np.int64(a[i])
             y = np.int64(b[i])
@@ -81,6 +87,24 @@ def _fadd_lanes(a, b, r, negate_b):
                 r[i] = x
             elif _special(y):
                 r[i] = y
+            else:
+                r[i] = _fadd_far_apart(x, y, r[i])
+
+
+@jit
+def _fadd_far_apart(x, y, sum_bits):
+    """The round-toward-zero sum of finite float32 patterns x and y whose exponents are at least
+    FADD_EXACT_GAP apart (the smaller is then below 1/32 of the larger's last unit, so the exact
+    sum lies within that unit of the larger operand): the larger, or the larger one unit toward
+    zero when the signs differ, flushed if that is a denormal. Other pairs: sum_bits."""
+    ex = (x >> 23) & 255
+    ey = (y >> 23) & 255
+    if ex == 0 or ey == 0 or abs(ex - ey) < FADD_EXACT_GAP:
+        return sum_bits
+    big = x if ex > ey else y
+    if ((x ^ y) & SIGN) != 0:
+        big -= 1                               # the magnitude's next float32 toward zero
+    return big if (big & EXP_MASK) != 0 else 0
 
 
 @jit_inline
