@@ -30,8 +30,9 @@ from vc4infer.qpu import isa
 #: instructions the compiled loop runs between two wall-clock timeout checks
 CHUNK_INSTRUCTIONS = 1 << 22
 UNLIMITED = np.iinfo(np.int64).max
-#: predecoded programs kept between launches (a launch decodes only code it has not seen)
-DECODED_PROGRAMS = 32
+#: predecoded code kept between launches (a launch decodes only code it has not seen): at most
+#: this many bytes of decoded rows (a row per 8 bytes of code buffer, C_N int64 columns)
+DECODED_CACHE_BYTES = 32 << 20
 
 UNDEFINED_MESSAGES: Dict[int, str] = {
     state.UB_REGFILE_RAW: "reads physical register {x} written by the previous instruction (no forwarding: "
@@ -217,7 +218,7 @@ class Machine:
         if rows is None:
             rows = decode.predecode(np.frombuffer(code, dtype="<u8"))
         self._decoded[code] = rows                 # most recently used last
-        while len(self._decoded) > DECODED_PROGRAMS:
+        while sum(r.nbytes for r in self._decoded.values()) > DECODED_CACHE_BYTES:
             del self._decoded[next(iter(self._decoded))]
         self._regions.append((address, n, len(self._prog)))
         self._prog = np.concatenate([self._prog, rows])
