@@ -21,7 +21,7 @@ def _emulator(clock_mhz: int, quick: bool) -> None:
     click.echo(f"emulator benchmark (numba {'on' if NUMBA_ENABLED else 'OFF: plain Python'}), "
                f"modelled V3D clock {clock_mhz} MHz")
     for r in run_emulator_benchmarks(clock_mhz * 1e6, "quick" if quick else "full",
-                                     repeats=1 if quick else 3):
+                                     repeats=1 if quick else 5):
         click.echo(f"  {r.name} on {r.n_qpus} QPUs: {r.instructions} instructions in "
                    f"{r.host_seconds:.3f} s CPU ({r.wall_seconds:.3f} s wall) = "
                    f"{r.instructions_per_second / 1e6:.2f} M emulated instructions/s; "

@@ -48,7 +48,7 @@ def _sgemm_case(size: str) -> Tuple[str, Callable]:
 
 def _dma_case(size: str) -> Tuple[str, Callable]:
     from qpu_kernels.bench_dma import CHUNK_FLOATS, vector_add
-    n = (12 * 256 if size == "full" else 12 * 8) * CHUNK_FLOATS
+    n = (12 * 1024 if size == "full" else 12 * 8) * CHUNK_FLOATS      # full: ~12 ms per launch
     rng = np.random.default_rng(1)
     a = rng.standard_normal(n).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
