@@ -229,3 +229,30 @@ def test_fast_path_writes_setups_from_either_pipe():
     e = np.arange(16, dtype=np.uint32)
     assert np.array_equal(results[0][0], np.concatenate([2 * e, 2 * e + 1]))
     assert np.array_equal(results[0][0], results[1][0]) and results[0][1:] == results[1][1:]
+
+
+@qpu
+def store_then_wait_with_a_new_uniform_line(asm):
+    """Uniforms: output address, 15 fillers (the rest of the first 64-byte line), one more."""
+    mov(ra0, uniform)
+    for _ in range(15):
+        mov(r1, uniform)
+    setup_dma_store(nrows=1)
+    start_dma_store(ra0)
+    iadd(r0, uniform, vpm_st_wait, set_flags=False)   # waits for the store, enters a new line
+    exit()
+
+
+def test_a_wait_that_moves_a_qpu_past_the_others_is_counted_once():
+    """On two QPUs, QPU 0's wait for its DMA store moves it past QPU 1 before the new uniform
+    line its instruction also reads may be fetched (in global cycle order): the fast path hands
+    the instruction back to the general loop, which must not count that stall again."""
+    results = []
+    for fast_path in (True, False):
+        rig = Rig(strict=False, fast_path=fast_path)
+        outs = [rig.buffer(64) for _ in range(2)]
+        stats = rig.run(rig.program(store_then_wait_with_a_new_uniform_line),
+                        [[out] + list(range(16)) for out in outs])
+        results.append((stats.cycles, stats.stalls))
+    assert results[0][1]["dma_store_wait"] > 0
+    assert results[0] == results[1]

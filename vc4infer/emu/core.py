@@ -517,6 +517,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 if ran > 0:
                     chunk_left -= ran
                     continue
+                if qs[q, QS_CYCLE] != cyc:   # it stalled q, then stopped: not q's turn, or budget
+                    continue
             sig = prog[k, C_SIG]
             ra = prog[k, C_RA]
             rb = prog[k, C_RB]

@@ -277,7 +277,8 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
     region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget or
     thread end is due; a uniform read that enters a new cache line runs only while q is ahead
     of (other_cycle, other_q), the earliest other runnable QPU, as in the general loop. Returns
-    how many ran (0: the general loop must run the next instruction)."""
+    how many ran (0: the general loop must run the next instruction, after rereading q's cycle:
+    a DMA wait may have moved it)."""
     va, vb, res0, res1, tmp = stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16)
     car0, car1, mask0, mask1 = stack_u8(16), stack_u8(16), stack_u8(16), stack_u8(16)
     d64 = stack_f64(16)
