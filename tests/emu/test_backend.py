@@ -52,8 +52,9 @@ def test_alloc_alignment_labels_free_and_exhaustion():
 
 
 @qpu
-def add_one(asm):
-    """uniforms [in, out]: out = in + 1 for one row; the VPM is shared, so under the mutex."""
+def add_one(asm, constant=1):
+    """uniforms [in, out]: out = in + constant (1) for one row; the VPM is shared, so under the
+    mutex."""
     mov(ra0, uniform)
     mov(ra1, uniform)
     mutex_acquire()
@@ -63,7 +64,7 @@ def add_one(asm):
     setup_vpm_read(nrows=1)
     setup_vpm_write()
     mov(r0, vpm)
-    iadd(vpm, r0, 1)
+    iadd(vpm, r0, constant)
     setup_dma_store(nrows=1)
     start_dma_store(ra1)
     wait_dma_store()
@@ -87,26 +88,6 @@ def test_launch_stats_of_twelve_instances():
     assert set(stats.stalls) >= {"tmu", "vpm_read", "dma_load_wait", "dma_store_wait", "semaphore", "mutex"}
 
 
-@qpu
-def add_two(asm):
-    """add_one's twin with another constant, the same length."""
-    mov(ra0, uniform)
-    mov(ra1, uniform)
-    mutex_acquire()
-    setup_dma_load(nrows=1)
-    start_dma_load(ra0)
-    wait_dma_load()
-    setup_vpm_read(nrows=1)
-    setup_vpm_write()
-    mov(r0, vpm)
-    iadd(vpm, r0, 2)
-    setup_dma_store(nrows=1)
-    start_dma_store(ra1)
-    wait_dma_store()
-    mutex_release()
-    exit()
-
-
 def test_new_code_in_the_same_buffer_runs_the_next_launch():
     """Launches keep predecoded programs, by content: code rewritten in place between two
     launches is what the second one runs."""
@@ -118,7 +99,7 @@ def test_new_code_in_the_same_buffer_runs_the_next_launch():
     out = rig.buffer(64)
     rig.run(prog, [[src, out]])
     assert np.array_equal(words(out), np.arange(16) + 1)
-    code = np.frombuffer(assemble(add_two), dtype=np.uint8)
+    code = np.frombuffer(assemble(add_one, 2), dtype=np.uint8)
     assert code.nbytes == prog.buffer.nbytes
     prog.buffer[:] = code
     rig.run(prog, [[src, out]])
