@@ -14,12 +14,26 @@ import click
 import numpy as np
 
 
+def _host() -> str:
+    """This machine as a benchmark line names it: architecture and CPU model."""
+    import platform
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith(("model name", "Model"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} ({model or platform.processor() or platform.system()})"
+
+
 def _emulator(clock_mhz: int, quick: bool) -> None:
     from vc4infer.emu.bench import run_emulator_benchmarks
     from vc4infer.emu.jit import NUMBA_ENABLED
 
-    click.echo(f"emulator benchmark (numba {'on' if NUMBA_ENABLED else 'OFF: plain Python'}), "
-               f"modelled V3D clock {clock_mhz} MHz")
+    click.echo(f"emulator benchmark (numba {'on' if NUMBA_ENABLED else 'OFF: plain Python'}) on one "
+               f"core of this {_host()}; modelled V3D clock {clock_mhz} MHz")
     for r in run_emulator_benchmarks(clock_mhz * 1e6, "quick" if quick else "full",
                                      repeats=1 if quick else 5):
         click.echo(f"  {r.name} on {r.n_qpus} QPUs: {r.instructions} instructions in "
@@ -30,8 +44,6 @@ def _emulator(clock_mhz: int, quick: bool) -> None:
 
 
 def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
-    import platform
-
     import vc4infer
 
     options = {"clock_hz": clock_mhz * 1e6} if backend == "emu" else {}
@@ -42,7 +54,7 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
     x = _random_input(np.random.default_rng(0), spec.shape, np.dtype(spec.dtype))
     model.run(x)                                     # warm-up: caches, page faults
     profiles = [model.profile(x) for _ in range(runs)]
-    host = f"{platform.machine()} ({platform.processor() or platform.system()})"
+    host = _host()
     click.echo(f"model {name}, backend {model.backend}, load {load_seconds:.2f} s, {runs} run(s); "
                f"host times measured on this {host}")
     if model.backend == "emu":
