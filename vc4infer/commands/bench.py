@@ -1,12 +1,14 @@
 """`vc4infer bench`: speed figures. `--emulator` measures the emulator itself (emulated QPU
 instructions per second of host time) on an SGEMM-like and a DMA-heavy 12-QPU kernel;
 `--model NAME` times a model per layer and in total: measured on a Pi (`hw`) or on this machine
-(`neon`), and on the emulator as the timing model's modelled Pi time.
+(`neon`), and on the emulator as the timing model's modelled Pi time; `--startup` times new
+`vc4infer classify --backend emu` processes, cold (compiling the emulator) and warm.
 
 Each kind of benchmark is one entry of BENCHMARKS (flag name -> runner), so other kinds (for
 example a whole model) are added as another flag and runner without touching these."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Dict, Optional
 
@@ -75,6 +77,67 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
                    f"the other steps ran on this host's CPU in {on_cpu * 1e3:.1f} ms (not a Pi figure)")
 
 
+#: the command whose start-up `--startup` times: the README's Quick start classification
+STARTUP_MODEL = "mobilenet_v2"
+
+
+def _startup(quick: bool) -> None:
+    """Time `vc4infer classify IMAGE --model mobilenet_v2 --backend emu` as new processes: cold (numba
+    compiles the emulator into a temporary cache; the user's is left alone) and warm (the user's
+    cache), each to the entry of the compiled emulator loop and to the printed result."""
+    import tempfile
+
+    host = _host()
+    click.echo(f"start-up of `vc4infer classify IMAGE --model {STARTUP_MODEL} --backend emu`, new "
+               f"processes on this {host} (measured, not modelled)")
+    with tempfile.TemporaryDirectory(prefix="vc4infer-startup-") as tmp:
+        image = os.path.join(tmp, "noise.png")
+        _noise_image(image)
+        runs = [] if quick else [("cold", _start_process(image, tmp, os.path.join(tmp, "numba")))]
+        warm = _start_process(image, tmp, cache=None)
+        if warm["compiled"]:             # the user's cache was empty or stale: that run filled it
+            warm = _start_process(image, tmp, cache=None)
+        runs.append(("warm", warm))
+    for kind, result in runs:
+        how = "compiled the emulator" if result["compiled"] else "loaded the compiled emulator"
+        click.echo(f"  {kind} start: {result['seconds_to_loop']:.2f} s to the emulator loop "
+                   f"({how}), {result['seconds_total']:.2f} s to the printed result")
+
+
+def _noise_image(path: str) -> None:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def _start_process(image: str, tmp: str, cache: Optional[str]) -> dict:
+    """One classify process; returns seconds_to_loop, compiled (from VC4INFER_STARTUP_REPORT) and
+    seconds_total. `cache`: numba cache folder, None for the user's own."""
+    import json
+    import subprocess
+    import sys
+
+    report = os.path.join(tmp, "startup.jsonl")
+    if os.path.exists(report):
+        os.remove(report)
+    env = dict(os.environ, VC4INFER_STARTUP_REPORT=report)
+    if cache is not None:
+        env["NUMBA_CACHE_DIR"] = cache
+    command = [sys.executable, "-m", "vc4infer.cli", "classify", image, "--model", STARTUP_MODEL,
+               "--backend", "emu", "--top", "1"]
+    start = time.time()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    total = time.time() - start
+    if done.returncode != 0 or not os.path.exists(report):
+        raise click.ClickException(f"the start-up probe `{' '.join(command[2:])}` failed "
+                                   f"(exit {done.returncode}): {done.stderr.strip()[-800:]}")
+    with open(report) as f:
+        result = json.loads(f.readline())
+    result["seconds_total"] = total
+    return result
+
+
 def _random_input(rng, shape, dtype):
     if dtype.kind == "f":
         return rng.standard_normal(shape).astype(dtype)
@@ -82,11 +145,14 @@ def _random_input(rng, shape, dtype):
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
-BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator}
+BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": _startup}
 
 
 @click.command()
 @click.option("--emulator", is_flag=True, help="Measure the emulator's speed (instructions per second).")
+@click.option("--startup", is_flag=True,
+              help="Time new `vc4infer classify --backend emu` processes to the emulator and the "
+                   "result: cold (compiling, in a temporary cache) and warm; --quick: warm only.")
 @click.option("--model", "model_name", metavar="NAME|PATH",
               help="Time a model per layer and in total (zoo name or model file).")
 @click.option("--backend", type=click.Choice(["auto", "neon", "emu", "hw"]), default="auto",
@@ -96,12 +162,14 @@ BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator}
 @click.option("--clock", "clock_mhz", type=click.Choice(["250", "300", "400"]), default="250",
               show_default=True, help="V3D clock (MHz) for the modelled Pi times.")
 @click.option("--quick", is_flag=True, help="Small problem sizes, one timed run (a smoke test).")
-def bench(emulator: bool, model_name: Optional[str], backend: str, runs: int, clock_mhz: str,
+def bench(emulator: bool, startup: bool, model_name: Optional[str], backend: str, runs: int, clock_mhz: str,
           quick: bool) -> None:
     """Benchmarks. Times from the emulator's timing model are labelled modelled."""
-    if not emulator and not model_name:
-        raise click.UsageError("choose what to benchmark: --emulator and/or --model NAME")
+    if not emulator and not startup and not model_name:
+        raise click.UsageError("choose what to benchmark: --emulator, --startup and/or --model NAME")
     if emulator:
         BENCHMARKS["emulator"](int(clock_mhz), quick)
+    if startup:
+        BENCHMARKS["startup"](quick)
     if model_name:
         _model(model_name, backend, int(clock_mhz), 1 if quick else runs)

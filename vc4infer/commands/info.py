@@ -77,9 +77,23 @@ def collect(root: str = "/") -> List[Tuple[str, str]]:
         rows.append(("Backend hw", f"not usable: {blocker}"))
     usable, note = emu_status()
     rows.append(("Backend emu", note if usable else f"not usable: {note}"))
+    if usable:
+        rows.extend(_emulator_cache())
     choice = "hw" if blocker is None else ("emu" if usable else "none")
     rows.append(("auto picks", choice))
     return rows
+
+
+def _emulator_cache() -> List[Tuple[str, str]]:
+    """Where the compiled emulator lives, and whether the next emulated run compiles it."""
+    from vc4infer.emu import core, warmup
+
+    folder = warmup.cache_dir(core._run)
+    if folder is None:
+        return []
+    state = ("compiled: loads in about a second" if warmup.is_cached(core._run) else
+             "empty or out of date: the next emulated run compiles the emulator, about 2 minutes")
+    return [("Emu cache", f"{folder} ({state})")]
 
 
 def render(rows: List[Tuple[str, str]], width: int = 100) -> str:

@@ -402,10 +402,10 @@ def _operand(dst, mux, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4):
             dst[i] = acc[q, mux, i]
 
 
-def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
-        qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err):
-    """Run the loaded QPUs until an event; returns the event code (state.EV_*). Allocates the
-    compiled loop's scratch arrays (compiled code does not allocate: see jit.py)."""
+def loop_arguments(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready,
+                   vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err) -> tuple:
+    """The compiled loop's arguments: the machine state given, then its scratch arrays (compiled
+    code does not allocate: see jit.py) and the small-immediate table."""
     ops = np.zeros((4, 16), dtype=np.uint32)
     res = np.zeros((2, 16), dtype=np.uint32)
     car = np.zeros((2, 16), dtype=np.uint8)
@@ -417,10 +417,16 @@ def run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, t
     cmask = np.ones((2, 16), dtype=np.uint8)      # all ones between instructions
     wval = np.zeros(16, dtype=np.uint32)
     fault = np.zeros(4, dtype=np.int64)
+    return (prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
+            qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
+            ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, SMALL_IMM_ROWS)
+
+
+def run(arguments: tuple) -> int:
+    """Run the loaded QPUs until an event; returns the event code (state.EV_*). `arguments` come
+    from loop_arguments."""
     with vectorizing():     # compiles (first call of a process without a cache) with SIMD on
-        return _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready,
-                    vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
-                    ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, SMALL_IMM_ROWS)
+        return _run(*arguments)
 
 
 @jit

@@ -67,14 +67,14 @@ def jit_inline(function):
 _EMU_DIR = Path(__file__).resolve().parent
 #: emulator modules that only the host-side Python reads (tests/emu/test_backend.py checks that no
 #: compiled module imports them): editing them needs no recompile
-HOST_ONLY_MODULES = ("__init__", "bench", "errors", "machine", "trace")
+HOST_ONLY_MODULES = ("__init__", "bench", "errors", "machine", "trace", "warmup")
 _SOURCES = sorted(p for p in _EMU_DIR.glob("*.py") if p.stem not in HOST_ONLY_MODULES) + [
     _EMU_DIR.parent / "qpu" / "isa.py"]
-_STAMP_NAME = "vc4infer-emu.sources"
+STAMP_NAME = "vc4infer-emu.sources"
 _checked_dirs: set = set()
 
 
-def _sources_digest() -> str:
+def sources_digest() -> str:
     digest = hashlib.sha256()
     for path in _SOURCES:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -88,8 +88,8 @@ def _checked_cache(dispatcher):
     if cache_dir in _checked_dirs:
         return dispatcher
     _checked_dirs.add(cache_dir)
-    stamp = os.path.join(cache_dir, _STAMP_NAME)
-    digest = _sources_digest()
+    stamp = os.path.join(cache_dir, STAMP_NAME)
+    digest = sources_digest()
     try:
         with open(stamp) as f:
             if f.read() == digest:

@@ -18,7 +18,7 @@ import numpy as np
 
 from hostside.driver.backend import LaunchStats
 from hostside.driver.errors import DriverError, LaunchTimeoutError
-from vc4infer.emu import core, decode, state, timing, tmu
+from vc4infer.emu import core, decode, state, timing, tmu, warmup
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
                                  UndefinedBehaviourError)
 from vc4infer.emu.memory import GpuMemory
@@ -144,12 +144,10 @@ class Machine:
         cpu0 = time.thread_time()
         self._reset(control)
         bounds = self.memory.bounds()
+        warmup.ensure_compiled(core._run, self._loop_arguments(bounds))
         while True:
             with np.errstate(all="ignore"):          # only matters for the plain-Python fallback
-                event = core.run(self._prog, self._region_array(), self.memory.data, bounds,
-                                 self.regs, self.acc, self.flags, self.oldv, self.sfu_val,
-                                 self.tmu_data, self.tmu_ready, self.vpm, self.qs, self.gs, self.gt,
-                                 self.stall, *self.caches, self.tp, self.ip, self.err)
+                event = core.run(self._loop_arguments(bounds))
             if event == state.EV_DONE:
                 break
             if event == state.EV_NEED_DECODE:
@@ -166,6 +164,12 @@ class Machine:
                     f"({int(self.gs[state.GS_TOTAL_INSTR])} instructions run): "
                     + self._where_all() + "; give execute a longer timeout or set a budget")
         return self._stats(time.perf_counter() - t0, time.thread_time() - cpu0)
+
+    def _loop_arguments(self, bounds: np.ndarray) -> tuple:
+        return core.loop_arguments(self._prog, self._region_array(), self.memory.data, bounds,
+                                   self.regs, self.acc, self.flags, self.oldv, self.sfu_val,
+                                   self.tmu_data, self.tmu_ready, self.vpm, self.qs, self.gs, self.gt,
+                                   self.stall, *self.caches, self.tp, self.ip, self.err)
 
     def _reset(self, control: Sequence[Tuple[int, int]]) -> None:
         self.n_qpus = len(control)
