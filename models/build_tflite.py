@@ -328,7 +328,7 @@ def _spatial(h: int, w: int, k: int, stride: int, padding: str) -> tuple:
 
 
 def mobilenet_v1(alpha: float, size: int, classes: int = 1001, seed: int = 0,
-                 gain: float = GAIN, softmax: bool = True) -> _Net:
+                 gain: float = GAIN, softmax: bool = True, head_gain: float = HEAD_GAIN) -> _Net:
     """TF-slim MobileNet v1 (SAME padding, ReLU6, average pool, 1x1 conv logits)."""
     net = _Net(seed, gain)
     net.shapes["input"] = (1, size, size, 3)
@@ -339,7 +339,7 @@ def mobilenet_v1(alpha: float, size: int, classes: int = 1001, seed: int = 0,
         x = net.conv(x, max(8, int(c * alpha)), 1, 1, "relu6")
     n, h, w, c = net.shapes[x]
     x = net.simple("avgpool", x, (n, 1, 1, c), kernel=(h, w))
-    net.gain = HEAD_GAIN
+    net.gain = head_gain
     x = net.conv(x, classes, 1, 1, None)
     x = net.simple("reshape", x, (n, classes))
     if softmax:
@@ -348,7 +348,7 @@ def mobilenet_v1(alpha: float, size: int, classes: int = 1001, seed: int = 0,
 
 
 def mobilenet_v2(alpha: float, size: int, classes: int = 1001, seed: int = 0,
-                 gain: float = GAIN, softmax: bool = True) -> _Net:
+                 gain: float = GAIN, softmax: bool = True, head_gain: float = HEAD_GAIN) -> _Net:
     """Keras MobileNet v2 (explicit PAD + VALID before stride-2 depthwise, ReLU6, residual ADD,
     MEAN over H and W, FULLY_CONNECTED logits)."""
     net = _Net(seed, gain)
@@ -378,7 +378,7 @@ def mobilenet_v2(alpha: float, size: int, classes: int = 1001, seed: int = 0,
     x = net.conv(x, last, 1, 1, "relu6")
     n = net.shapes[x][0]
     x = net.simple("mean", x, (n, last))
-    fc_w = net.rng.normal(0, HEAD_GAIN * np.sqrt(2.0 / last), (classes, last)).astype(np.float32)
+    fc_w = net.rng.normal(0, head_gain * np.sqrt(2.0 / last), (classes, last)).astype(np.float32)
     y = net._name("fc")
     net.layers.append(Layer("fc", [x], y, fc_w, net.rng.normal(0, 0.1, classes).astype(np.float32)))
     net.shapes[y] = (n, classes)
@@ -572,17 +572,19 @@ def _observe_ranges(float_model: bytes, net: _Net, inputs: list) -> dict:
 
 def build_mobilenet(arch: str = "v1", alpha: float = 0.25, size: int = 96, dtype: str = "float32",
                     classes: int = 1001, seed: int = 0, external_buffers: bool = False,
-                    io_float: bool = False, softmax: bool = True, gain: float = GAIN) -> bytes:
+                    io_float: bool = False, softmax: bool = True, gain: float = GAIN,
+                    head_gain: float = HEAD_GAIN) -> bytes:
     """A MobileNet v1 or v2 .tflite file as bytes. dtype "float32", "uint8" (per-tensor,
     asymmetric weights) or "int8" (per-channel symmetric weights, asymmetric activations).
     `io_float` gives a quantized model float input/output through QUANTIZE/DEQUANTIZE;
-    `softmax=False` ends the model at the logits."""
+    `softmax=False` ends the model at the logits; `head_gain` scales the classifier's weights
+    (larger: a peakier softmax)."""
     builders = {"v1": mobilenet_v1, "v2": mobilenet_v2}
     if arch not in builders:
         raise ValueError(f"arch must be one of {sorted(builders)}, got {arch!r}")
     if dtype not in ("float32", "uint8", "int8"):
         raise ValueError(f"dtype must be float32, uint8 or int8, got {dtype!r}")
-    net = builders[arch](alpha, size, classes, seed, gain, softmax)
+    net = builders[arch](alpha, size, classes, seed, gain, softmax, head_gain)
     float_model = _emit(net, _QSpec("float32", {}), external_buffers)
     if dtype == "float32":
         return float_model

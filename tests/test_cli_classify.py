@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from vc4infer.cli import main
 from vc4infer.graph import zoo
+from requires import require
 
 IMAGES = Path(__file__).resolve().parents[1] / "demos" / "images"
 RANK_LINE = re.compile(r"^\s+(\d)\.\s+([\d.]+)%\s+(\d+)\s+(.+)$")
@@ -40,7 +41,7 @@ def test_classify_photos(model):
 
 
 def _onnx_file(tmp_path, classifier: bool) -> str:
-    onnx = pytest.importorskip("onnx")
+    onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(5)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)

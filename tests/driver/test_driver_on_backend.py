@@ -12,9 +12,7 @@ ADD_ONE = np.array(APPENDIX_A2_WORDS, dtype=np.uint64)
 
 
 def _open(backend):
-    if backend == "emu":
-        pytest.importorskip("hostside.driver.emu", reason="the emulator backend is not there yet")
-    return Driver(backend=backend)
+    return Driver(backend=backend)    # a backend that fails to import fails the test
 
 
 def _add_one(drv, values):

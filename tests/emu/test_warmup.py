@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from requires import require
 
-pytest.importorskip("numba")
+require("numba")
 
 REPO = Path(__file__).resolve().parents[2]
 

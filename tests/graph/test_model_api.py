@@ -104,16 +104,32 @@ def test_classify_matches_an_independent_pipeline(tmp_path):
     assert [t[1] for t in top] == [labels[i] for i in want]
 
 
-def test_emu_backend_runs_reports_and_validates(conv_path):
-    x = RNG.standard_normal((1, 3, 6, 5)).astype(np.float32)
-    with vc4infer.load(conv_path, backend="emu") as m:
+@pytest.fixture(scope="module")
+def qpu_path(tmp_path_factory):
+    """Pointwise conv + ReLU, then a 3x3 depthwise conv: both have QPU kernels."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], group=16, pads=[1, 1, 1, 1])]
+    init = {"w1": RNG.standard_normal((16, 8, 1, 1)).astype(np.float32),
+            "b1": RNG.standard_normal(16).astype(np.float32),
+            "w2": RNG.standard_normal((16, 1, 3, 3)).astype(np.float32)}
+    model = make_model(nodes, [("x", (1, 8, 10, 12))], [("y", (1, 16, 10, 12))], init)
+    return save(model, tmp_path_factory.mktemp("q"), "qpu.onnx")
+
+
+def test_emu_backend_runs_reports_and_validates(qpu_path):
+    x = RNG.standard_normal((1, 8, 10, 12)).astype(np.float32)
+    with vc4infer.load(qpu_path, backend="emu") as m:
         assert m.backend == "emu"
-        assert rel_err(m.run(x), ort_run(conv_path, {"x": x})[0]) < 1e-6
-        (where,) = m.placement().values()
-        assert where.startswith("neon (") and "3x3" in where      # no full-conv QPU kernel
+        where = list(m.placement().values())
+        assert where == ["qpu:conv_pointwise", "fused into conv2d", "qpu:conv_depthwise"]
+        # sums of at most 9 float32 products: within 1e-5 of the range of onnxruntime's result
+        assert rel_err(m.run(x), ort_run(qpu_path, {"x": x})[0]) < 1e-5
         assert "activation arena:" in m.summary()
-        (row,) = m.validate(x)
-        assert row.max_abs_error == 0.0                           # NEON against itself
+        rows = m.validate(x)
+        assert [r.where for r in rows] == ["qpu:conv_pointwise", "qpu:conv_depthwise"]
+        for r in rows:
+            assert 0 < r.max_abs_reference and r.max_abs_error <= 1e-5 * r.max_abs_reference, r
 
 
 def test_hw_backend_off_a_pi_says_why(conv_path):

@@ -3,9 +3,10 @@ with onnxruntime (the independent reference). No tests live here."""
 from __future__ import annotations
 
 import numpy as np
+from requires import require
 
-onnx = __import__("pytest").importorskip("onnx")
-ort = __import__("pytest").importorskip("onnxruntime")
+onnx = require("onnx")
+ort = require("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 BUILD_ONNX_PATH = __import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "build_onnx.py"

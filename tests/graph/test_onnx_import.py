@@ -300,6 +300,7 @@ def test_corrupted_bytes_never_escape_as_other_errors(tmp_path):
     data = build.mobilenet_v1(0.25, 32, seed=1).SerializeToString()
     rng = np.random.default_rng(2024)
     p = tmp_path / "fz.onnx"
+    stages = {"refused at load": 0, "refused at run": 0, "ran": 0}
     for trial in range(30):
         d = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
@@ -309,10 +310,17 @@ def test_corrupted_bytes_never_escape_as_other_errors(tmp_path):
         p.write_bytes(bytes(d))
         try:
             m = vc4infer.load(str(p))
+        except Vc4InferError:
+            stages["refused at load"] += 1
+            continue
+        try:
             with np.errstate(all="ignore"):
                 m.run(np.zeros(m.input_spec.shape, np.float32))
+            stages["ran"] += 1
         except Vc4InferError:
-            pass
+            stages["refused at run"] += 1
+    # the mutants exercised both the readers' refusals and the whole path through to run
+    assert stages["refused at load"] >= 5 and stages["ran"] >= 5, stages
 
 
 def test_more_activations_and_minmax_sum(tmp_path):

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from vc4infer.errors import ModelFormatError
+from requires import require
 from vc4infer.graph.protobuf_wire import (FIXED32, LENGTH_DELIMITED, VARINT, WireFormatError,
                                           iter_fields, packed_fixed, packed_varints)
 
-onnx = pytest.importorskip("onnx")
+onnx = require("onnx")
 
 # onnx.proto TensorProto field numbers: dims = 1, data_type = 2, float_data = 4, int32_data = 5,
 # name = 8, raw_data = 9, int64_data = 7

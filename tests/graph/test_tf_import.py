@@ -10,6 +10,7 @@ import pytest
 from hostside.neon import NeonRunner
 from vc4infer.errors import ModelFormatError, UnsupportedModelError
 from vc4infer.graph.tf_import import import_tf_graphdef
+from requires import require
 
 # -- a minimal protobuf / GraphDef encoder --------------------------------------------------
 
@@ -179,7 +180,7 @@ def test_conv_same_stride2_bias_relu6_matches_numpy_and_onnxruntime(tmp_path):
     # the bias folded into the convolution
     assert [n.op for n in g.nodes] == ["conv2d", "relu6"]
 
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[2, 2], auto_pad="SAME_UPPER"),

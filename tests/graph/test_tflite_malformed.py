@@ -7,8 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("tflite")
-pytest.importorskip("flatbuffers")
 
 from vc4infer.errors import ModelFormatError, UnsupportedModelError  # noqa: E402
 from vc4infer.graph.tflite_import import import_tflite, import_tflite_bytes  # noqa: E402
@@ -57,14 +55,29 @@ def test_random_corruption_never_crashes():
     w, x, y = _small_model()
     data = w.to_bytes([x], [y])
     rng = np.random.default_rng(0)
+    stages = {"file structure": 0, "tensors and buffers": 0, "operators": 0, "imported": 0}
     for _ in range(300):
         bad = bytearray(data)
         for pos in rng.integers(8, len(bad), 3):
             bad[pos] = int(rng.integers(0, 256))
         try:
             import_tflite_bytes(bytes(bad))
-        except (ModelFormatError, UnsupportedModelError):
-            pass
+            stages["imported"] += 1
+        except (ModelFormatError, UnsupportedModelError) as err:
+            stages[_stage_of(str(err))] += 1
+    # the mutants reached every stage of the reader, not only its first structural check
+    assert stages["file structure"] >= 30 and stages["tensors and buffers"] >= 10, stages
+    assert stages["operators"] >= 5 and stages["imported"] >= 3, stages
+
+
+def _stage_of(message: str) -> str:
+    """Which check of the reader refused a file, from its error message."""
+    what = message.split(": ", 1)[1] if message.startswith("<bytes>: ") else message
+    if what.startswith(("TFLite file is", "the model has no")):
+        return "file structure"
+    if what.startswith(("tensor ", "buffer ")):
+        return "tensors and buffers"
+    return "operators"
 
 
 def test_buffer_index_out_of_range():

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from requires import require
 
-pytest.importorskip("ai_edge_litert")
-pytest.importorskip("tflite")
+require("ai_edge_litert")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 import vc4infer  # noqa: E402

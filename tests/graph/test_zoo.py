@@ -18,6 +18,7 @@ from vc4infer.graph import zoo
 from vc4infer.graph.importers import ALIASES, IMPORTERS
 from vc4infer.graph.labels import LABEL_SETS
 from vc4infer.graph.preprocess import FAMILIES
+from requires import require
 
 PAYLOAD = b"model bytes " * 5000
 
@@ -259,7 +260,7 @@ def test_models_list_and_fetch_commands(manifest, http_root, tmp_path):
 
 def test_fetched_model_loads_by_name(manifest, http_root):
     """fetch -> resolve -> vc4infer.load(name): a small ONNX classifier served locally."""
-    pytest.importorskip("onnx")
+    require("onnx")
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 

@@ -13,15 +13,20 @@ from vc4infer.qpu import assemble_program
 from kernel_support import activate, assert_guard_intact, assert_within, gemm_bound, guarded
 
 
-def run_sgemm(drv, m, k, n, act=None, residual=False, a_pad=0, seed=0):
-    """Run C = act(A @ B + bias) (+ R) and check it against float64 numpy; returns the launches."""
+def run_sgemm(drv, m, k, n, act=None, residual=False, a_pad=0, seed=0, corrupt=None):
+    """Run C = act(A @ B + bias) (+ R) and check it against float64 numpy; returns the launches.
+    `corrupt(panels)` edits the packed weights the kernel sees, as (panel, K + 1, panel width)
+    (tests of this test)."""
     rng = np.random.default_rng(seed)
     a_host = rng.standard_normal((m, k + a_pad)).astype(np.float32)
     a_full = drv.copy(a_host)                         # A may be a strided view of a wider array
     a = a_full[:, :k]
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    weights = drv.copy(sgemm.pack_weights(b, bias, m))
+    packed = sgemm.pack_weights(b, bias, m)
+    if corrupt is not None:
+        corrupt(packed.reshape(-1, k + 1, sgemm.panel_width(m, n)))
+    weights = drv.copy(packed)
     whole, c = guarded(drv, m, n)
     r = drv.copy(rng.standard_normal((m, n)).astype(np.float32)) if residual else None
     launches = sgemm.build(drv, m, k, n, a.address, a.strides[0], weights.address, c.address,
@@ -50,6 +55,16 @@ def run_sgemm(drv, m, k, n, act=None, residual=False, a_pad=0, seed=0):
 ])
 def test_sgemm_matches_numpy(drv, m, k, n, act, residual):
     run_sgemm(drv, m, k, n, act, residual)
+
+
+def _drop_last_k_step(panels):
+    """What an SGEMM that skips its last K step computes: B's last row left out of every panel."""
+    panels[:, -2, :] = 0.0          # rows 0..K-1 hold B, row K the bias
+
+
+def test_the_check_fails_a_kernel_that_drops_its_last_k_step(drv):
+    with pytest.raises(AssertionError, match="sgemm 17x5x33"):
+        run_sgemm(drv, 17, 5, 33, "relu6", corrupt=_drop_last_k_step)
 
 
 def test_strided_a(drv):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import vc4infer
+from requires import require
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+onnx = require("onnx")
+ort = require("onnxruntime")
 
 _BUILDER = Path(__file__).resolve().parents[2] / "models" / "build_onnx.py"
 if "build_onnx" not in sys.modules:  # models/ is not an installed package: load the file

@@ -119,3 +119,10 @@ def test_assemble_with_check_raises_on_errors_and_warns_on_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assemble_program(tmu_loop, check=True)
+
+
+def test_a_hazard_warning_fails_any_test_of_the_suite():
+    """setup.cfg turns QpuCheckWarning into an error for every test: a kernel test whose kernel
+    reads the VPM too soon (boilerplate's H23) fails instead of passing with a warning."""
+    with pytest.raises(QpuCheckWarning, match=r"\[H23\]"):
+        assemble_program(boilerplate, check=True)

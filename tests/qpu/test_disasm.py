@@ -304,14 +304,19 @@ def dsl_instruction(draw):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(dsl_instruction(), min_size=1, max_size=30))
 def test_random_dsl_programs_roundtrip_without_raw_lines(instructions):
+    from hypothesis import assume
+
     from vc4infer.qpu import AssembleError, Assembler
     asm = Assembler()
     for emit in instructions:
+        before = len(asm.program().words)
         try:
             emit(asm)
         except AssembleError:
-            pass                   # not encodable: the assembler said so; nothing to round-trip
+            continue               # not encodable: the assembler said so; nothing to round-trip
+        assert len(asm.program().words) == before + 1      # each drawn instruction is one word
     words = asm.program().words
+    assume(words)                  # hypothesis fails the test when too few programs get this far
     listing = disassemble(words)
     assert "raw(" not in listing, listing
     assert assemble_text(listing).words == words
