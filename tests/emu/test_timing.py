@@ -164,3 +164,26 @@ def test_mutex_wait_is_the_holders_remaining_time():
     assert stats.cycles[0] == ISSUE * n
     assert stats.stalls["mutex"] == 13
     assert stats.cycles[1] == 13 + ISSUE * n
+
+
+# Published VPM DMA throughputs on a Pi 2 with the V3D at 250 MHz (Sugizaki, Terminus-IMRC blog
+# QV52/QV53, http://imrc.noip.me/blog/vc4/QV52/, as cited in Stadelmann's 2017 thesis):
+# (direction, bytes per DMA, bytes per second)
+PUBLISHED_DMA = [
+    ("load", 64, 200e6),           # one 16-word vector: "ca. 200 MB/s"
+    ("load", 16 * 16 * 4, 690e6),  # 16 rows x 16 words: "最大約690MB/s"
+    ("store", 64, 300e6),          # one 16-word vector: "ca. 300 MB/s"
+    ("store", 128 * 64, 1.12e9),   # 128 vectors: "1,12 GB/s"
+]
+
+
+@pytest.mark.parametrize("direction,nbytes,bytes_per_second", PUBLISHED_DMA)
+def test_dma_constants_reproduce_the_published_throughputs(direction, nbytes, bytes_per_second):
+    """start-up + bytes / rate of one transfer at 250 MHz is the published time per transfer
+    (within 1%: the constants are rounded to three digits)."""
+    startup, per_cycle = {"load": (timing.VCD_STARTUP_CYCLES, timing.VCD_BYTES_PER_CYCLE),
+                          "store": (timing.VDW_STARTUP_CYCLES, timing.VDW_BYTES_PER_CYCLE)}[direction]
+    modelled_seconds = (startup + nbytes / per_cycle) / 250e6
+    assert modelled_seconds == pytest.approx(nbytes / bytes_per_second, rel=0.01)
+    # the shared SDRAM is not what limits these transfers at 250 MHz
+    assert timing.DRAM_BYTES_PER_SECOND / 250e6 > per_cycle

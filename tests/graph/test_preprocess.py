@@ -127,3 +127,43 @@ def test_labels_for_graphs():
     g.add_input("x", (1, 10), "float32")
     g.add_output("x")
     assert labels_for(g) is None
+
+
+def ramp_image(width, height):
+    """red = x, green = y, blue = 255 - x at pixel (x, y): integer ramps (no rounding in the input)
+    that bilinear resampling keeps exactly away from the borders, so the output follows from
+    geometry alone, within the 0.5 of its own rounding to uint8."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x, y, 255 - x], axis=-1).astype(np.uint8)
+
+
+def ramp_at(x, y):
+    return np.stack(np.broadcast_arrays(x, y, 255 - x), axis=-1)
+
+
+#: ImageNet mean and std as torchvision's reference scripts normalise with them
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def test_torchvision_resize_and_crop_geometry_on_a_ramp():
+    """240x160: the shorter side 160 -> 256 (scale 1.6, width 384); the centre 224x224 starts at
+    row 16, column 80 of the resized image. Output pixel (i, j) samples the original at the
+    half-pixel-centre position ((80 + j + 0.5) / 1.6 - 0.5, (16 + i + 0.5) / 1.6 - 0.5). A crop
+    one resized pixel off moves red by 0.625 and fails."""
+    x = preprocess(ramp_image(240, 160), image_graph((1, 3, 224, 224)))
+    i, j = np.mgrid[0:224, 0:224].astype(np.float64)
+    want = ramp_at((80 + j + 0.5) / 1.6 - 0.5, (16 + i + 0.5) / 1.6 - 0.5)
+    got = (x[0].transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN) * 255
+    assert np.abs(got - want).max() <= 0.5 + 1e-3
+
+
+def test_tf_slim_central_crop_and_resize_geometry_on_a_ramp():
+    """240x160: the central 87.5% is rows 10..149 and columns 15..224 (TF's central_crop: offset
+    int((side - 0.875 side) / 2)); resized to 224x224, output pixel (i, j) samples
+    (15 + (j + 0.5) * 210 / 224 - 0.5, 10 + (i + 0.5) * 140 / 224 - 0.5); then x / 127.5 - 1."""
+    g = image_graph((1, 224, 224, 3), layout="NHWC", family="tf_slim")
+    x = preprocess(ramp_image(240, 160), g)
+    i, j = np.mgrid[0:224, 0:224].astype(np.float64)
+    want = ramp_at(15 + (j + 0.5) * 210 / 224 - 0.5, 10 + (i + 0.5) * 140 / 224 - 0.5)
+    got = (x[0].astype(np.float64) + 1) * 127.5
+    assert np.abs(got - want).max() <= 0.5 + 1e-3
