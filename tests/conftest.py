@@ -1,6 +1,12 @@
 """Shared pytest options: `--backend emu|hw` chooses where QPU code runs; markers `hw` (needs a
-Raspberry Pi with a usable V3D) and `slow` (run with `--runslow` or `-m slow`)."""
+Raspberry Pi with a usable V3D), `not_on_pi` (checks what vc4infer does on a host that is not a
+Pi) and `slow` (run with `--runslow` or `-m slow`).
+
+The same suite runs on x86 with the emulator and on a board: under `--backend hw` every test that
+runs QPU code through the `backend` fixture needs the board, and where this host cannot give it
+they are skipped with the reason (`vc4infer info` says how to fix it)."""
 import pytest
+from requires import host_facts
 
 
 def pytest_addoption(parser):
@@ -11,19 +17,45 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "hw: needs a Raspberry Pi (run with --backend hw)")
+    config.addinivalue_line("markers", "not_on_pi: checks what vc4infer does on a host that is "
+                                       "not a Raspberry Pi (skipped on one)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds (run with --runslow)")
 
 
 def pytest_collection_modifyitems(config, items):
     on_hw = config.getoption("--backend") == "hw"
     run_slow = config.getoption("--runslow") or "slow" in (config.getoption("-m") or "")
+    is_pi, blocker = host_facts()
     skip_hw = pytest.mark.skip(reason="needs a Raspberry Pi: run with --backend hw on one")
+    skip_no_board = pytest.mark.skip(reason=f"--backend hw, but the hw backend cannot run on this "
+                                            f"host: {blocker}")
+    skip_pi = pytest.mark.skip(reason="checks what vc4infer does on a host that is not a "
+                                      "Raspberry Pi; this one is")
     skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
     for item in items:
+        needs_board = "hw" in item.keywords or (on_hw and "backend" in item.fixturenames)
         if "hw" in item.keywords and not on_hw:
             item.add_marker(skip_hw)
+        elif needs_board and blocker is not None:
+            item.add_marker(skip_no_board)
+        if "not_on_pi" in item.keywords and is_pi:
+            item.add_marker(skip_pi)
         if "slow" in item.keywords and not run_slow:
             item.add_marker(skip_slow)
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    """Under --backend hw, say how many tests this host will skip and why (also with
+    --collect-only, which runs no test)."""
+    if config.getoption("--backend") != "hw":
+        return []
+    reasons = {}
+    for item in items:
+        for mark in item.iter_markers("skip"):
+            reason = mark.kwargs.get("reason", "")
+            if "Raspberry Pi" in reason:
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return [f"{count} tests will be skipped: {reason}" for reason, count in reasons.items()]
 
 
 @pytest.fixture(scope="session")

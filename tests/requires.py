@@ -1,6 +1,8 @@
-"""Optional test references (onnx, onnxruntime, the TFLite interpreter, numba): a test skips only
-when the package is not installed at all. An installed package that fails to import fails the
-test, where pytest.importorskip would hide the broken install as a skip."""
+"""What a test needs from its host. Optional test references (onnx, onnxruntime, the TFLite
+interpreter, numba): a test skips only when the package is not installed at all; an installed
+package that fails to import fails the test, where pytest.importorskip would hide the broken
+install as a skip. And whether this host is a Raspberry Pi that the hw backend can use."""
+import functools
 import importlib
 import importlib.util
 
@@ -21,3 +23,13 @@ def require(module: str):
     if importlib.util.find_spec(top) is None:
         pytest.skip(f"{top} is not installed ({PIP.get(top, 'pip install -e .[dev]')})")
     return importlib.import_module(module)
+
+
+@functools.lru_cache(maxsize=None)
+def host_facts():
+    """(this host is a Raspberry Pi, why the hw backend cannot run here or None)."""
+    from hostside.driver.board import detect_board, hw_blocker
+
+    info = detect_board("/")
+    blocker = hw_blocker(info)
+    return info.is_raspberry_pi, None if blocker is None else str(blocker)

@@ -40,6 +40,7 @@ def test_quick_suite_passes_on_the_emulator():
     assert re.search(rf"{len(table)} passed, 0 failed .*modelled QPU time", result.output)
 
 
+@pytest.mark.not_on_pi
 def test_auto_without_a_pi_runs_the_emulator_and_says_so():
     result = invoke("--backend", "auto", "-k", "program")
     assert result.exit_code == 0, result.output
@@ -49,6 +50,7 @@ def test_auto_without_a_pi_runs_the_emulator_and_says_so():
     assert [g for g, _, _ in rows(result.output)] == ["program"] * 4
 
 
+@pytest.mark.not_on_pi
 def test_hw_backend_without_a_pi_is_a_clear_error():
     result = invoke("--backend", "hw", "-k", "add-one")
     assert result.exit_code == 1

@@ -132,6 +132,7 @@ def test_emu_backend_runs_reports_and_validates(qpu_path):
             assert 0 < r.max_abs_reference and r.max_abs_error <= 1e-5 * r.max_abs_reference, r
 
 
+@pytest.mark.not_on_pi
 def test_hw_backend_off_a_pi_says_why(conv_path):
     with pytest.raises(HardwareUnavailableError):
         vc4infer.load(conv_path, backend="hw")
