@@ -49,4 +49,4 @@ lint: install
 	$(BIN)/ruff check vc4infer qpu_kernels hostside tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info out .pytest_cache
+	rm -rf $(VENV) build *.egg-info out .pytest_cache .hypothesis .ruff_cache

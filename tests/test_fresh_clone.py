@@ -57,3 +57,11 @@ def test_fresh_clone_runs_both_quick_start_blocks_in_order(tmp_path):
     # block 2 again would install nothing: every install stamp is up to date
     again = subprocess.run(["make", "-q", "install"], cwd=clone, env=env)
     assert again.returncode == 0
+
+    # and `make clean` leaves the clone as it came
+    subprocess.run(["make", "clean"], cwd=clone, env=env, check=True, capture_output=True)
+    assert not (clone / ".venv").exists()
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=clone, env=env,
+                            capture_output=True, text=True, check=True).stdout
+    leftovers = [line for line in status.splitlines() if "__pycache__" not in line]
+    assert leftovers == [], leftovers

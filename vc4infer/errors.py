@@ -16,6 +16,11 @@ class UnsupportedModelError(Vc4InferError):
     not implement. The message names the operator, the node and what is supported."""
 
 
+class ImportOptionError(Vc4InferError, TypeError):
+    """An importer was given an option it does not take (a misspelling, or an option of another
+    format's importer). The message lists the options it takes."""
+
+
 class GraphError(Vc4InferError, ValueError):
     """An IR graph is inconsistent: unknown op, missing tensor, wrong number of inputs, shapes
     that do not agree, attributes out of range."""

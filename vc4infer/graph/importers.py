@@ -3,10 +3,11 @@ from the file's contents (magic bytes), with the file extension only to break ti
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
-from typing import Union
+from typing import Callable, Union
 
-from vc4infer.errors import ModelFormatError
+from vc4infer.errors import ImportOptionError, ModelFormatError
 from vc4infer.graph.ir import Graph
 
 # format -> (module, function); importers are imported only when their format is met
@@ -59,4 +60,17 @@ def import_model(path: Union[str, os.PathLike], format: str = "auto", **opts) ->
     if fmt not in IMPORTERS:
         raise ValueError(f"format {format!r} is not one of {sorted(IMPORTERS)} or 'auto'")
     module, func = IMPORTERS[fmt]
-    return getattr(importlib.import_module(module), func)(path, **opts)
+    importer = getattr(importlib.import_module(module), func)
+    check_options(fmt, importer, opts)
+    return importer(path, **opts)
+
+
+def check_options(fmt: str, importer: Callable, opts: dict) -> None:
+    """The one rule for every importer: an option it does not take is an ImportOptionError that
+    lists the ones it does (the importer's keyword parameters)."""
+    taken = [name for name, p in inspect.signature(importer).parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]   # [0] is the path
+    unknown = sorted(set(opts) - set(taken))
+    if unknown:
+        raise ImportOptionError(f"the {fmt} importer does not take {', '.join(map(repr, unknown))}; "
+                                f"its options are {', '.join(taken)}")

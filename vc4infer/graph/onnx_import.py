@@ -806,7 +806,7 @@ def _load_proto(path: Union[str, os.PathLike]):
 
 def import_onnx(path: Union[str, os.PathLike], batch: int = 1,
                 input_shapes: Optional[dict] = None, preprocess: Any = "auto",
-                labels: Any = "auto", **_ignored) -> Graph:
+                labels: Any = "auto") -> Graph:
     """Read an ONNX file into a Graph.
 
     batch: the size used for a dynamic first input dimension. input_shapes: {input name: shape}

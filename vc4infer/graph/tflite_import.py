@@ -26,16 +26,13 @@ from vc4infer.graph.ir import Graph, QuantParams
 from vc4infer.graph.tflite_schema import ACTIVATIONS, PADDINGS, TflModel, TflOperator, read_model
 
 
-def import_tflite(path: Union[str, os.PathLike], **opts) -> Graph:
-    """Read a .tflite file into a Graph (first subgraph). Options: `name` (display name, default
-    the file stem). Raises ModelFormatError for malformed files and UnsupportedModelError for
-    operators or types vc4infer does not implement."""
-    unknown = set(opts) - {"name"}
-    if unknown:
-        raise TypeError(f"import_tflite got unknown option(s) {sorted(unknown)}; it takes 'name'")
+def import_tflite(path: Union[str, os.PathLike], name: Optional[str] = None) -> Graph:
+    """Read a .tflite file into a Graph (first subgraph). `name`: display name, default the file
+    stem. Raises ModelFormatError for malformed files and UnsupportedModelError for operators or
+    types vc4infer does not implement."""
     with open(path, "rb") as f:
         data = f.read()
-    name = opts.get("name") or os.path.splitext(os.path.basename(str(path)))[0]
+    name = name or os.path.splitext(os.path.basename(str(path)))[0]
     return import_tflite_bytes(data, name=name, source=str(path))
 
 
