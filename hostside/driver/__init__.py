@@ -4,7 +4,8 @@ from .backend import Allocation, Backend, LaunchStats
 from .driver import MAX_THREADS, Array, Driver, Program
 from .errors import (DriverClosedError, DriverError, ForeignObjectError, GpuMemoryTooSmallError,
                      HardwareUnavailableError, HwPermissionError, KmsOwnsV3dError,
-                     LaunchTimeoutError, MailboxError, MailboxUnavailableError, NotAProgramError,
+                     LaunchTimeoutError, MailboxError, MailboxTimeoutError, MailboxUnavailableError,
+                     NotAProgramError,
                      NotRaspberryPiError, OutOfGpuMemoryError, QpuEnableRefusedError,
                      QpuExecuteError, ThreadCountError, UniformsLayoutError, UnsupportedBoardError)
 
@@ -12,7 +13,8 @@ __all__ = [
     "Allocation", "Array", "Backend", "Driver", "LaunchStats", "MAX_THREADS", "Program",
     "DriverClosedError", "DriverError", "ForeignObjectError", "GpuMemoryTooSmallError",
     "HardwareUnavailableError", "HwPermissionError", "KmsOwnsV3dError", "LaunchTimeoutError",
-    "MailboxError", "MailboxUnavailableError", "NotAProgramError", "NotRaspberryPiError",
+    "MailboxError", "MailboxTimeoutError", "MailboxUnavailableError", "NotAProgramError",
+    "NotRaspberryPiError",
     "OutOfGpuMemoryError", "QpuEnableRefusedError", "QpuExecuteError", "ThreadCountError",
     "UniformsLayoutError", "UnsupportedBoardError",
 ]

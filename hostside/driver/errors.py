@@ -48,6 +48,10 @@ class MailboxError(DriverError):
     """A firmware mailbox property call failed (ioctl error, parse error, malformed answer)."""
 
 
+class MailboxTimeoutError(MailboxError, TimeoutError):
+    """The kernel gave up waiting for the firmware's answer to a mailbox call (its 1 s limit)."""
+
+
 class QpuExecuteError(DriverError):
     """The firmware answered an execute_qpu request with an unknown failure status."""
 

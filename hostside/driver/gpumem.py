@@ -94,8 +94,22 @@ class HostMapping:
 @dataclass
 class _Block:
     mapping: HostMapping
-    key: Any                   # mailbox handle or dma-buf fd
+    key: Any                   # mailbox handle or dma-buf fd; None once given back
     offset: int = 0            # of the aligned start inside the mapping
+    locked: bool = True        # mailbox blocks: still locked
+
+
+def _release_steps(steps) -> None:
+    """Run every release step even when one fails; raise the first failure at the end (a block
+    whose release failed half-way keeps what is left to do, and can be freed again)."""
+    first: Optional[BaseException] = None
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:         # noqa: BLE001 - collected and re-raised below
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _allocation(block: _Block, bus: int, nbytes: int) -> Allocation:
@@ -181,19 +195,35 @@ class MailboxMemory(GpuMemory):
                         "as root, on a kernel that allows /dev/mem access to GPU memory") from None
                 raise
         except BaseException:
-            self.mailbox.mem_unlock(handle)
-            self.mailbox.mem_free(handle)
+            try:
+                _release_steps([lambda: self.mailbox.mem_unlock(handle),
+                                lambda: self.mailbox.mem_free(handle)])
+            except Exception as exc:      # the allocation's own error is the one to report
+                log.warning("giving back GPU memory handle %d after a failed allocation: %s",
+                            handle, exc)
             raise
         return _allocation(_Block(mapping, handle), bus, nbytes)
 
     def free(self, allocation: Allocation) -> None:
         block: _Block = allocation.handle
-        block.mapping.retire()
-        unlocked = self.mailbox.mem_unlock(block.key)
-        freed = self.mailbox.mem_free(block.key)
-        if unlocked or freed:
-            log.warning("the firmware answered mem_unlock %d / mem_free %d for handle %d (0 = OK)",
-                        unlocked, freed, block.key)
+
+        def unlock():
+            if block.key is not None and block.locked:
+                status = self.mailbox.mem_unlock(block.key)
+                block.locked = False
+                if status:
+                    log.warning("the firmware answered mem_unlock %d for handle %d (0 = OK)",
+                                status, block.key)
+
+        def free():
+            if block.key is not None:
+                status = self.mailbox.mem_free(block.key)
+                if status:
+                    log.warning("the firmware answered mem_free %d for handle %d (0 = OK)",
+                                status, block.key)
+                block.key = None
+
+        _release_steps([block.mapping.retire, unlock, free])
 
     def close(self) -> None:
         if self.fd is not None:
@@ -280,6 +310,8 @@ class VcsmCmaMemory(GpuMemory):
                     "the Driver for less (data_area_size=).") from None
             raise DriverError(f"vcsm-cma allocation of {size} bytes failed: {exc}") from exc
         if fd < 0 or bus == 0 or bus >> 32:
+            if fd >= 0:
+                os.close(fd)
             raise DriverError(f"vcsm-cma returned an unusable block (fd {fd}, bus 0x{bus:x})")
         try:
             mapping = HostMapping(fd, size, 0)
@@ -291,8 +323,14 @@ class VcsmCmaMemory(GpuMemory):
 
     def free(self, allocation: Allocation) -> None:
         block: _Block = allocation.handle
-        block.mapping.retire()        # drops the mapping's reference to the dma-buf
-        os.close(block.key)           # drops the last one: the kernel frees the CMA block
+
+        def close_fd():
+            if block.key is not None:
+                fd, block.key = block.key, None      # Linux releases the fd even when close fails
+                os.close(fd)          # drops the last reference: the kernel frees the CMA block
+
+        # retire drops the mapping's reference to the dma-buf
+        _release_steps([block.mapping.retire, close_fd])
 
     def sync_for_gpu(self, allocation: Allocation) -> None:
         if self.cached == VC_SM_CMA_CACHE_HOST:

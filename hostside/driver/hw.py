@@ -178,10 +178,12 @@ class HwBackend(Backend):
 
     def free(self, allocation: Allocation) -> None:
         with self._lock:
-            if self._allocations.pop(id(allocation), None) is None:
+            if id(allocation) not in self._allocations:
                 raise DriverError("free() of a block this backend does not hold (freed twice?)")
             with sigint_deferred():
                 self.memory.free(allocation)
+                # forgotten only once given back: a failed free is finished by close()
+                del self._allocations[id(allocation)]
 
     def execute(self, control: Sequence[Tuple[int, int]], timeout_s: float) -> LaunchStats:
         n = len(control)
@@ -208,6 +210,16 @@ class HwBackend(Backend):
             raise QpuExecuteError(f"execute_qpu answered 0x{status:08x} (neither success nor timeout)")
         return LaunchStats(backend="hw", n_threads=n, wall_seconds=wall, clock_hz=self.clock_hz)
 
+    def _power_down(self) -> None:
+        """qpu_enable(0), tried twice: a board left with its QPUs on draws power until reboot."""
+        if not self._qpu_on:
+            return
+        try:
+            self.mailbox.enable_qpu(False)
+        except (MailboxError, TimeoutError):
+            log.warning("qpu_enable(0) failed; trying once more")
+            self.mailbox.enable_qpu(False)
+
     def close(self) -> None:
         """Release every block, power the QPUs down, close the devices. Idempotent; keeps going
         past failures and reports the first at the end."""
@@ -227,8 +239,7 @@ class HwBackend(Backend):
                 self._allocations.clear()
                 self._control = None
                 for step in (lambda: self.memory and self.memory.close(),
-                             lambda: self._qpu_on and self.mailbox.enable_qpu(False),
-                             self.mailbox.close):
+                             self._power_down, self.mailbox.close):
                     try:
                         step()
                     except Exception as exc:

@@ -14,7 +14,7 @@ import os
 import struct
 from typing import Optional, Protocol, Tuple
 
-from .errors import HwPermissionError, MailboxError, MailboxUnavailableError
+from .errors import HwPermissionError, MailboxError, MailboxTimeoutError, MailboxUnavailableError
 
 PROCESS_REQUEST = 0x00000000
 REQUEST_SUCCESS = 0x80000000
@@ -124,8 +124,8 @@ class Mailbox:
         """Send one tag with `request` u32 values; return the firmware's `response_words` values.
 
         Raises MailboxError when the ioctl fails, the firmware reports a parse error, or the answer
-        is not marked as a response. ETIMEDOUT from the kernel's 1 s limit is re-raised as
-        TimeoutError so that callers can tell it apart.
+        is not marked as a response; MailboxTimeoutError (also a TimeoutError) when the kernel's
+        1 s limit ran out (ETIMEDOUT), so that callers can tell it apart.
         """
         name = name or f"tag 0x{tag:08x}"
         value_bytes = 4 * max(len(request), response_words)
@@ -138,7 +138,7 @@ class Mailbox:
             self.device.ioctl(self.ioctl_number, buf)
         except OSError as exc:
             if exc.errno == errno.ETIMEDOUT:
-                raise TimeoutError(f"mailbox call {name}: the kernel gave up waiting for the "
+                raise MailboxTimeoutError(f"mailbox call {name}: the kernel gave up waiting for the "
                                    "firmware (ETIMEDOUT)") from exc
             raise MailboxError(f"mailbox call {name} failed: {exc}") from exc
         out = struct.unpack(f"<{len(words)}I", bytes(buf))

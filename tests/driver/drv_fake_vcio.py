@@ -64,10 +64,13 @@ class FakeFirmware:
         self.on_call = None                # callback(tag, values) before answering
         self.other_memory = None           # e.g. a FakeVcsmCma: GPU memory outside gpu_mem
         self.vc_memory_answer = None       # (base, size) to report instead of the real split
+        self.forced = {}                   # tag -> response values to give instead of the real ones
         self.closed = False
 
     # --- device interface --------------------------------------------------------------------------
     def ioctl(self, request, buf):
+        if self.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor (the mailbox device was closed)")
         if request != VCIO_IOCTL[self.pointer_size]:
             raise OSError(errno.ENOTTY, f"wrong ioctl number 0x{request:08x}")
         if len(buf) % 4:
@@ -106,7 +109,7 @@ class FakeFirmware:
             if tag in self.parse_error_tags:
                 answer = 0x80000001
             else:
-                response = self._answer(tag, values[:n_req])
+                response = self.forced.get(tag) or self._answer(tag, values[:n_req])
                 words[i + 3:i + 3 + len(response)] = response
                 words[i + 2] = 0x80000000 | 4 * n_resp
             i += 3 + value_bytes // 4
@@ -211,6 +214,8 @@ class FakeVcsmCma:
     def __init__(self, base_bus=0xC8000000, capacity=64 << 20):
         self.next_bus = base_bus
         self.capacity = capacity          # bytes the CMA pool can give before ENOMEM
+        self.alloc_error = None           # an OSError the next allocation raises
+        self.zero_bus = False             # answer bus address 0 (an unusable block)
         self.allocs = []      # (size, num, cached, name, fd, bus)
         self.syncs = []       # (fd, flags)
 
@@ -241,12 +246,15 @@ class FakeVcsmCma:
                     assert num == 1 and cached in (0, 1, 2, 3) and pad == 0
                     if sum(a[0] for a in fake.allocs) + size > fake.capacity:
                         raise OSError(errno.ENOMEM, "Cannot allocate memory")
+                    if fake.alloc_error is not None:
+                        raise fake.alloc_error
                     mfd = os.memfd_create("fake-vcsm")
                     os.ftruncate(mfd, size)
                     bus = fake.next_bus
                     fake.next_bus += size
                     fake.allocs.append((size, num, cached, name.rstrip(b"\0"), mfd, bus))
-                    buf[:] = VCSM_ALLOC_STRUCT.pack(size, num, cached, 0, name, mfd, len(fake.allocs), bus)
+                    buf[:] = VCSM_ALLOC_STRUCT.pack(size, num, cached, 0, name, mfd, len(fake.allocs),
+                                                    0 if fake.zero_bus else bus)
                 elif request == DMA_BUF_IOCTL_SYNC:
                     assert len(buf) == 8
                     fake.syncs.append((fd, struct.unpack("<Q", bytes(buf))[0]))
