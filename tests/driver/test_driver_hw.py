@@ -174,7 +174,16 @@ def test_exception_inside_with_releases(tmp_path):
     assert fw.handles == {} and fw.qpu_enabled == 0
 
 
-def test_ctrl_c_inside_with_releases(tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt in this test, also where the suite was started with SIGINT
+    ignored (a background job of a non-interactive shell)."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
+def test_ctrl_c_inside_with_releases(tmp_path, sigint_raises):
     root, fw = setup_pi(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         with Driver(open_hw(root, fw)) as drv:
@@ -185,7 +194,7 @@ def test_ctrl_c_inside_with_releases(tmp_path):
     assert fw.handles == {}
 
 
-def test_ctrl_c_during_allocation_loses_no_handle(tmp_path):
+def test_ctrl_c_during_allocation_loses_no_handle(tmp_path, sigint_raises):
     root, fw = setup_pi(tmp_path)
     backend = open_hw(root, fw)
     drv = Driver(backend)
