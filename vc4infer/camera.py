@@ -253,9 +253,9 @@ class LatestFrame:
     returns a frame newer than the previous one, waiting if there is none yet. `dropped` counts
     frames replaced before anyone took them."""
 
-    def __init__(self, source: FrameSource, timeout_seconds: float = FRAME_TIMEOUT_SECONDS):
+    def __init__(self, source: FrameSource, timeout_seconds: Optional[float] = None):
         self.source = source
-        self.timeout_seconds = timeout_seconds
+        self.timeout_seconds = FRAME_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
         self.dropped = 0
         self._slot: Optional[Frame] = None
         self._error: Optional[BaseException] = None
@@ -293,7 +293,7 @@ class LatestFrame:
             if not self._ready.wait_for(lambda: self._slot is not None or self._error is not None
                                         or self._ended, timeout=self.timeout_seconds):
                 raise CameraError(f"{self.source.description}: no frame for "
-                                  f"{self.timeout_seconds:.0f} s; the camera stalled")
+                                  f"{self.timeout_seconds:g} s; the camera stalled")
             if self._slot is None and self._error is not None:
                 raise CameraError(f"{self.source.description} failed: {self._error}") from self._error
             frame, self._slot = self._slot, None

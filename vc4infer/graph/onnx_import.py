@@ -313,6 +313,12 @@ def _fold_reshape(imp, ins, a):
     return ins[0].reshape(shape)
 
 
+def _div_toward_zero(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX integer Div: the quotient truncated toward zero (numpy's // floors)."""
+    q = a // b
+    return q + ((q < 0) & (q * b != a))
+
+
 def _fold_cast(imp, ins, a):
     return ins[0].astype(_ONNX_DTYPES[a["to"]])
 
@@ -327,7 +333,7 @@ _FOLDABLE: dict[str, Callable] = {
     "Add": lambda imp, i, a: i[0] + i[1],
     "Sub": lambda imp, i, a: i[0] - i[1],
     "Mul": lambda imp, i, a: i[0] * i[1],
-    "Div": lambda imp, i, a: (i[0] // i[1]) if i[0].dtype.kind in "iu" else i[0] / i[1],
+    "Div": lambda imp, i, a: _div_toward_zero(i[0], i[1]) if i[0].dtype.kind in "iu" else i[0] / i[1],
     "Neg": lambda imp, i, a: -i[0],
     "Sqrt": lambda imp, i, a: np.sqrt(i[0]),
     "Reciprocal": lambda imp, i, a: 1 / i[0],
