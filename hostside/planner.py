@@ -13,6 +13,17 @@ Tensors that share bytes form one *buffer*:
 - an op may write its output over input i when `in_place(node)` lists i, the input's buffer is
   not read after this step, and the sizes are equal.
 
+Pixel pitch
+-----------
+A 4-D float32 tensor (NHWC) is stored pixel after pixel; `pixel_pitch_bytes` is the distance
+between two pixels, C * 4 bytes unless that is a multiple of 512 bytes (C a multiple of 128). The
+QPU kernels gather one channel of 16 consecutive pixels in one TMU request; at a pitch of 2**k
+lines those 16 addresses fall into a few sets of the TMU's 4 KiB direct-mapped L1 cache (64
+lines of 64 bytes) and evict each other on every request. One extra line per pixel spreads them
+over 16 sets (the pitch in lines then has gcd <= 4 with 64). Only tensors that the caller allows
+(`pitched`; not those of views, whose bytes must be dense) are padded; kernels read the pitch
+from the strides of their operands' views.
+
 Buffers are placed greedily, each at an aligned gap among the already placed buffers whose
 lifetimes overlap its own; a few orders (largest first, the "greedy by size" assignment;
 longest-lived first; step order) with best or first fit are tried and the smallest arena kept.
@@ -46,6 +57,31 @@ def default_is_view(node: Node) -> bool:
     return node.op in ("reshape", "flatten", "squeeze", "unsqueeze")
 
 
+#: TMU L1 geometry the pitch rule spreads rows over (vc4infer.emu.timing has the same facts for
+#: the model; the hardware's, from the vc4asm addendum)
+_LINE_BYTES = 64
+_L1_LINES = 64
+#: consecutive pixels one TMU request gathers (SIMD width)
+_GATHERED_ROWS = 16
+
+
+def pixel_pitch_bytes(shape: Sequence[int], itemsize: int) -> int:
+    """Bytes from one pixel of an NHWC tensor to the next (see "Pixel pitch" above)."""
+    row = int(shape[-1]) * itemsize
+    if len(shape) != 4 or itemsize != 4 or row % _LINE_BYTES:
+        return row
+    lines = row // _LINE_BYTES
+    if _L1_LINES // np.gcd(lines, _L1_LINES) >= _GATHERED_ROWS:
+        return row
+    return row + _LINE_BYTES
+
+
+def storage_bytes(shape: Sequence[int], itemsize: int, pitch: int) -> int:
+    """Bytes a tensor of `shape` takes with `pitch` bytes per last-axis row."""
+    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
+    return rows * pitch if len(shape) else itemsize
+
+
 @dataclass
 class Buffer:
     """Bytes shared by one or more tensors over [first, last] steps."""
@@ -63,13 +99,14 @@ class Buffer:
 class Plan:
     """Where every activation tensor lives in the arena."""
     offsets: dict                 # tensor name -> byte offset
-    nbytes: dict                  # tensor name -> bytes
+    nbytes: dict                  # tensor name -> bytes (with its pitch)
     buffers: list                 # Buffer objects (placed)
     arena_bytes: int
     naive_bytes: int              # sum of all tensors (one buffer each, views excluded)
     lower_bound_bytes: int        # max over steps of the bytes live at that step
     align: int
     in_place: dict = field(default_factory=dict)   # node name -> input tensor it overwrites
+    pitches: dict = field(default_factory=dict)    # tensor name -> bytes per last-axis row
 
     def buffer_of(self, tensor: str) -> Buffer:
         for b in self.buffers:
@@ -97,7 +134,8 @@ def lifetimes(graph: Graph) -> dict:
     return {t: tuple(v) for t, v in life.items()}
 
 
-def _group(graph: Graph, life: dict, is_view: Callable, in_place: Callable) -> tuple:
+def _group(graph: Graph, life: dict, is_view: Callable, in_place: Callable, sizes: dict,
+           pitches: dict) -> tuple:
     """Buffers (lists of tensors) from views and allowed in-place writes; node -> overwritten."""
     root = {t: t for t in life}
     members = {t: [t] for t in life}
@@ -127,7 +165,7 @@ def _group(graph: Graph, life: dict, is_view: Callable, in_place: Callable) -> t
             continue
         for i in in_place(node):
             x = node.inputs[i]
-            if graph.is_constant(x) or graph.tensors[x].nbytes != graph.tensors[y].nbytes:
+            if graph.is_constant(x) or sizes[x] != sizes[y] or pitches[x] != pitches[y]:
                 continue
             bx = find(x)
             others = [t for j, t in enumerate(node.inputs) if j != i and not graph.is_constant(t)]
@@ -179,23 +217,33 @@ def _place(buffers: list, align: int) -> int:
 
 def plan_arena(graph: Graph, in_place: Optional[Callable[[Node], Sequence[int]]] = None,
                is_view: Callable[[Node], bool] = default_is_view,
-               align: int = DEFAULT_ALIGN_BYTES) -> Plan:
+               align: int = DEFAULT_ALIGN_BYTES,
+               pitched: Callable[[str], bool] = lambda tensor: False) -> Plan:
     """Offsets of every activation tensor (graph inputs and outputs included) in one arena.
-    `in_place(node)` lists the input indices the node's output may overwrite (default none)."""
+    `in_place(node)` lists the input indices the node's output may overwrite (default none);
+    `pitched(tensor)` whether a tensor may get a padded pixel pitch (never one a view touches)."""
     if align < 1 or align & (align - 1):
         raise ValueError(f"align={align}: give a power of two number of bytes")
     life = lifetimes(graph)
-    groups, done = _group(graph, life, is_view, in_place or (lambda node: ()))
-    buffers = [Buffer(ts, max(graph.tensors[t].nbytes for t in ts), s[0], s[1]) for ts, s in groups]
+    in_views = {t for node in graph.nodes if is_view(node) for t in (*node.inputs, *node.outputs)}
+    pitches, sizes = {}, {}
+    for t in life:
+        info = graph.tensors[t]
+        itemsize = np.dtype(info.dtype).itemsize
+        dense = int(info.shape[-1]) * itemsize if len(info.shape) else itemsize
+        pitches[t] = (pixel_pitch_bytes(info.shape, itemsize)
+                      if t not in in_views and pitched(t) else dense)
+        sizes[t] = storage_bytes(info.shape, itemsize, pitches[t]) if len(info.shape) else info.nbytes
+    groups, done = _group(graph, life, is_view, in_place or (lambda node: ()), sizes, pitches)
+    buffers = [Buffer(ts, max(sizes[t] for t in ts), s[0], s[1]) for ts, s in groups]
     arena = _place(buffers, align)
     offsets = {t: b.offset for b in buffers for t in b.tensors}
     steps = range(-1, len(graph.nodes) + 1)
     lower = max((sum(_round_up(b.nbytes, align) for b in buffers if b.first <= k <= b.last)
                  for k in steps), default=0)
     views = {node.outputs[0] for node in graph.nodes if is_view(node)}
-    naive = sum(graph.tensors[t].nbytes for t in life if t not in views)
-    return Plan(offsets, {t: graph.tensors[t].nbytes for t in life}, buffers, arena, naive, lower,
-                align, done)
+    naive = sum(sizes[t] for t in life if t not in views)
+    return Plan(offsets, sizes, buffers, arena, naive, lower, align, done, pitches)
 
 
 def check_plan(graph: Graph, plan: Plan) -> None:

@@ -80,7 +80,7 @@ class QpuModel:
         align = max([planner.DEFAULT_ALIGN_BYTES] + [c.align for c in kernels])
         self.plan = planner.plan_arena(g, in_place=scheduler.in_place_of(g, self.decisions),
                                        is_view=lambda node: scheduler.is_view(g, node),
-                                       align=align)
+                                       align=align, pitched=lambda tensor: True)
         planner.check_plan(g, self.plan)
         self.weights_plan = planner.plan_weights(blobs, align)
 
@@ -96,22 +96,29 @@ class QpuModel:
             raise
 
     def _load(self, blobs: dict) -> None:
-        g = self.graph
         self.arena = self.drv.alloc(max(1, self.plan.arena_bytes), np.uint8)
         self.weights = self.drv.alloc(max(1, self.weights_plan.nbytes), np.uint8)
         host_arena = self.arena.view(np.ndarray)
         host_weights = self.weights.view(np.ndarray)
         self.gpu_views, self.host_views = {}, {}
-        for t, off in self.plan.offsets.items():
-            info = g.tensors[t]
-            self.gpu_views[t] = self.arena[off:off + info.nbytes].view(info.dtype).reshape(info.shape)
-            self.host_views[t] = host_arena[off:off + info.nbytes].view(info.dtype).reshape(info.shape)
+        for t in self.plan.offsets:
+            self.gpu_views[t] = self._tensor_view(self.arena, t)
+            self.host_views[t] = self._tensor_view(host_arena, t)
         weight_views = {}
         for key, blob in blobs.items():
             off = self.weights_plan.offsets[key]
             host_weights[off:off + blob.nbytes] = blob.reshape(-1).view(np.uint8)
             weight_views[key] = self.weights[off:off + blob.nbytes].view(blob.dtype).reshape(blob.shape)
         self.steps = [self._step(i, weight_views) for i in range(len(self.decisions))]
+
+    def _tensor_view(self, arena: np.ndarray, tensor: str) -> np.ndarray:
+        """Tensor `tensor` in `arena`, with the plan's pixel pitch (strides say it)."""
+        info, off = self.graph.tensors[tensor], self.plan.offsets[tensor]
+        flat = arena[off:off + self.plan.nbytes[tensor]].view(info.dtype)
+        if not info.shape:
+            return flat.reshape(())
+        rows = flat.reshape(*info.shape[:-1], self.plan.pitches[tensor] // flat.itemsize)
+        return rows[..., :info.shape[-1]]
 
     def _step(self, i: int, weight_views: dict) -> scheduler.Step:
         g, d = self.graph, self.decisions[i]

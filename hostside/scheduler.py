@@ -190,7 +190,10 @@ class NeonStep(Step):
         self.graph, self.inputs, self.output = graph, inputs, output
 
     def run(self) -> None:
-        (y,) = passes.run_node(self.graph, self.node, self.inputs)
+        # a pitched input (planner) is gathered first: numpy's kernels then add in the same
+        # order as on a dense array, so a CPU step gives the NEON runner's exact bits
+        inputs = [np.ascontiguousarray(x) for x in self.inputs]
+        (y,) = passes.run_node(self.graph, self.node, inputs)
         np.copyto(self.output, y.reshape(self.output.shape), casting="no")
 
 
@@ -223,6 +226,19 @@ def _gemm_shape(graph: Graph, node: Node) -> tuple:
     return x[0], x[1], o
 
 
+def row_stride(view: np.ndarray) -> int:
+    """Bytes between consecutive rows of a tensor seen as a matrix of its last axis (pixels of an
+    NHWC tensor, rows of a 2-D one): the planner's pitch, read from the view's strides."""
+    if view.ndim < 2:
+        return view.itemsize * max(1, view.size)
+    pitch = view.strides[-2]
+    for axis in range(view.ndim - 2):            # outer axes must step whole rows
+        if view.shape[axis] > 1 and view.strides[axis] != pitch * int(np.prod(view.shape[axis + 1:-1])):
+            raise ValueError(f"a view of shape {view.shape} with strides {view.strides} is not a "
+                             "matrix of evenly spaced rows")
+    return pitch
+
+
 def _sgemm_reject(graph: Graph, node: Node) -> Optional[str]:
     why = _const_weights(graph, node)
     if why:
@@ -253,12 +269,13 @@ def _sgemm_pack(module: Any, graph: Graph, node: Node) -> dict:
 
 def _sgemm_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:
     m, k, n = _gemm_shape(graph, node)
+    x, y = io[node.inputs[0]], io[node.outputs[0]]
     extra = {}
     if passes.is_residual_conv(node):
-        extra = {"residual_address": io[node.inputs[3]].address, "residual_stride": 4 * n}
-    return module.build(drv, m, k, n, io[node.inputs[0]].address, 4 * k,
-                        weights["panels"].address, io[node.outputs[0]].address, 4 * n,
-                        act=node.attrs["activation"], **extra)
+        r = io[node.inputs[3]]
+        extra = {"residual_address": r.address, "residual_stride": row_stride(r)}
+    return module.build(drv, m, k, n, x.address, row_stride(x), weights["panels"].address,
+                        y.address, row_stride(y), act=node.attrs["activation"], **extra)
 
 
 SGEMM = KernelChoice("sgemm", "qpu_kernels.sgemm", ("conv2d", "fully_connected"),
@@ -274,10 +291,13 @@ def _pointwise_pack(module: Any, graph: Graph, node: Node) -> dict:
 def _pointwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
                      weights: dict) -> list:
     m, k, n = _gemm_shape(graph, node)
-    residual = io[node.inputs[3]].address if passes.is_residual_conv(node) else None
-    return module.build(drv, m, k, n, io[node.inputs[0]].address, weights["panels"].address,
-                        io[node.outputs[0]].address, act=node.attrs["activation"],
-                        residual_address=residual)
+    x, y = io[node.inputs[0]], io[node.outputs[0]]
+    r = io[node.inputs[3]] if passes.is_residual_conv(node) else None
+    return module.build(drv, m, k, n, x.address, weights["panels"].address, y.address,
+                        act=node.attrs["activation"],
+                        residual_address=None if r is None else r.address,
+                        in_pixel_stride=row_stride(x), out_pixel_stride=row_stride(y),
+                        residual_pixel_stride=None if r is None else row_stride(r))
 
 
 # the same matrix product as sgemm, in convolution terms (bias, activation, residual fused)
@@ -317,9 +337,12 @@ def _depthwise_pack(module: Any, graph: Graph, node: Node) -> dict:
 def _depthwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
                      weights: dict) -> list:
     _, h, w, c = graph.tensors[node.inputs[0]].shape
-    return module.build(drv, h, w, c, io[node.inputs[0]].address, weights["taps"].address,
-                        io[node.outputs[0]].address, stride=node.attrs["strides"][0],
-                        pads=node.attrs["pads"], act=node.attrs["activation"])
+    x, y = io[node.inputs[0]], io[node.outputs[0]]
+    return module.build(drv, h, w, c, x.address, weights["taps"].address, y.address,
+                        stride=node.attrs["strides"][0], pads=node.attrs["pads"],
+                        act=node.attrs["activation"], in_pixel_stride=x.strides[2],
+                        in_row_stride=x.strides[1], out_pixel_stride=y.strides[2],
+                        out_row_stride=y.strides[1])
 
 
 CONV_DEPTHWISE = KernelChoice("conv_depthwise", "qpu_kernels.conv_depthwise", ("conv2d",),
@@ -356,8 +379,9 @@ def _global_average_pack(module: Any, graph: Graph, node: Node) -> dict:
 def _global_average_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
                           weights: dict) -> list:
     _, h, w, c = graph.tensors[node.inputs[0]].shape
-    return module.build_global_average(drv, h * w, c, io[node.inputs[0]].address,
-                                       weights["column"].address, io[node.outputs[0]].address)
+    x = io[node.inputs[0]]
+    return module.build_global_average(drv, h * w, c, x.address, weights["column"].address,
+                                       io[node.outputs[0]].address, in_pixel_stride=row_stride(x))
 
 
 # global average pool / spatial mean / whole-image avg_pool2d as an SGEMM reading the input

@@ -171,3 +171,35 @@ def test_mobilenet_arena_is_tight(source, version, alpha, size):
     else:
         assert plan.arena_bytes >= step_bytes
     assert plan.arena_bytes * 3 < plan.naive_bytes
+
+
+# -- pixel pitch ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("channels,pitch", [
+    (512, 2112),      # 2048 B = 32 lines: padded to 33
+    (128, 576),       # 8 lines -> 9
+    (1024, 4160),     # 64 lines -> 65
+    (256, 1088),      # 16 lines -> 17
+    (32, 128),        # 2 lines: 16 rows already fall into 16 different sets
+    (96, 384),        # 6 lines: likewise
+    (24, 96),         # not a whole number of lines: never aliases 16 rows onto one set
+])
+def test_pixel_pitch_spreads_16_rows_over_16_l1_sets(channels, pitch):
+    assert planner.pixel_pitch_bytes((1, 7, 7, channels), 4) == pitch
+    # the TMU L1: 4 KiB direct-mapped, 64-byte lines; one channel of 16 consecutive pixels
+    sets = {(r * pitch // 64) % 64 for r in range(16)}
+    assert len(sets) == 16 or pitch % 64
+
+
+def test_pitch_only_where_allowed_and_never_for_views():
+    g = chain([512, 512, 512])
+    plan = planner.plan_arena(g, pitched=lambda t: t != "c1")
+    assert plan.pitches == {"x": 2112, "c0": 2112, "c1": 2048}
+    assert plan.nbytes["x"] == 16 * 2112 and plan.nbytes["c1"] == 16 * 2048
+    flat = Graph()
+    x = flat.add_input("x", (1, 4, 4, 512), "float32").tensor
+    (y,) = flat.add_node("reshape", [x], shape=(1, 8192))
+    flat.add_output(y)
+    plan = planner.plan_arena(flat, pitched=lambda t: True)
+    assert plan.pitches["x"] == 2048                    # a view's bytes stay dense
+    assert planner.pixel_pitch_bytes((1, 4, 4, 512), 1) == 512   # uint8: no QPU kernel reads it
