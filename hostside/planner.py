@@ -16,11 +16,12 @@ Tensors that share bytes form one *buffer*:
 Pixel pitch
 -----------
 A 4-D float32 tensor (NHWC) is stored pixel after pixel; `pixel_pitch_bytes` is the distance
-between two pixels, C * 4 bytes unless that is a multiple of 512 bytes (C a multiple of 128). The
-QPU kernels gather one channel of 16 consecutive pixels in one TMU request; at a pitch of 2**k
-lines those 16 addresses fall into a few sets of the TMU's 4 KiB direct-mapped L1 cache (64
-lines of 64 bytes) and evict each other on every request. One extra line per pixel spreads them
-over 16 sets (the pitch in lines then has gcd <= 4 with 64). Only tensors that the caller allows
+between two pixels: C * 4 bytes, plus one 64-byte line when C * 4 is an even number of lines.
+The QPU kernels gather one channel of 16 consecutive pixels in one TMU request, and the two QPUs
+that share a TMU gather 32 neighbouring pixels; at a pitch of an even number of lines those
+addresses fall into fewer sets of the TMU's 4 KiB direct-mapped L1 cache (64 lines of 64 bytes)
+and evict each other on every request (at 2**k lines: into 64 / 2**k sets). At an odd number of
+lines any 64 consecutive pixels fall into 64 different sets. Only tensors that the caller allows
 (`pitched`; not those of views, whose bytes must be dense) are padded; kernels read the pitch
 from the strides of their operands' views.
 
@@ -57,21 +58,14 @@ def default_is_view(node: Node) -> bool:
     return node.op in ("reshape", "flatten", "squeeze", "unsqueeze")
 
 
-#: TMU L1 geometry the pitch rule spreads rows over (vc4infer.emu.timing has the same facts for
-#: the model; the hardware's, from the vc4asm addendum)
+#: TMU cache line (the hardware's, from the vc4asm addendum; vc4infer.emu.timing models it)
 _LINE_BYTES = 64
-_L1_LINES = 64
-#: consecutive pixels one TMU request gathers (SIMD width)
-_GATHERED_ROWS = 16
 
 
 def pixel_pitch_bytes(shape: Sequence[int], itemsize: int) -> int:
     """Bytes from one pixel of an NHWC tensor to the next (see "Pixel pitch" above)."""
     row = int(shape[-1]) * itemsize
-    if len(shape) != 4 or itemsize != 4 or row % _LINE_BYTES:
-        return row
-    lines = row // _LINE_BYTES
-    if _L1_LINES // np.gcd(lines, _L1_LINES) >= _GATHERED_ROWS:
+    if len(shape) != 4 or itemsize != 4 or row % _LINE_BYTES or (row // _LINE_BYTES) % 2:
         return row
     return row + _LINE_BYTES
 

@@ -179,16 +179,18 @@ def test_mobilenet_arena_is_tight(source, version, alpha, size):
     (512, 2112),      # 2048 B = 32 lines: padded to 33
     (128, 576),       # 8 lines -> 9
     (1024, 4160),     # 64 lines -> 65
-    (256, 1088),      # 16 lines -> 17
-    (32, 128),        # 2 lines: 16 rows already fall into 16 different sets
-    (96, 384),        # 6 lines: likewise
-    (24, 96),         # not a whole number of lines: never aliases 16 rows onto one set
+    (576, 2368),      # 36 lines -> 37
+    (32, 192),        # 2 lines -> 3
+    (16, 64),         # 1 line: odd already
+    (144, 576),       # 9 lines: odd already
+    (24, 96),         # not a whole number of lines
 ])
-def test_pixel_pitch_spreads_16_rows_over_16_l1_sets(channels, pitch):
+def test_pixel_pitch_spreads_neighbouring_pixels_over_the_l1_sets(channels, pitch):
     assert planner.pixel_pitch_bytes((1, 7, 7, channels), 4) == pitch
-    # the TMU L1: 4 KiB direct-mapped, 64-byte lines; one channel of 16 consecutive pixels
-    sets = {(r * pitch // 64) % 64 for r in range(16)}
-    assert len(sets) == 16 or pitch % 64
+    # the TMU L1: 4 KiB direct-mapped, 64-byte lines; the two QPUs sharing a TMU gather one
+    # channel of 32 neighbouring pixels: each in its own set (where a pixel is whole lines)
+    sets = {(r * pitch // 64) % 64 for r in range(32)}
+    assert len(sets) == 32 or pitch % 64
 
 
 def test_pitch_only_where_allowed_and_never_for_views():
