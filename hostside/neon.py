@@ -829,10 +829,19 @@ def fold_batch_norm(w: np.ndarray, b: Optional[np.ndarray], gamma, beta, mean, v
     as one op: w * s and (b - mean) * s + beta with s = gamma / sqrt(var + epsilon), computed
     in float64 and rounded once to float32."""
     s = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)
+    return fold_scale_shift(w, b, s, beta.astype(np.float64) - mean.astype(np.float64) * s)
+
+
+def fold_scale_shift(w: np.ndarray, b: Optional[np.ndarray], scale, shift) -> tuple:
+    """Weights and bias of conv2d (OHWI) or fully_connected ((O, K)) followed by y * scale + shift
+    (per output channel; scale None = 1, shift None = 0), as one op: w * scale and b * scale +
+    shift, computed in float64 and rounded once to float32."""
+    n = w.shape[0]
+    s = np.ones(n) if scale is None else np.broadcast_to(np.asarray(scale, np.float64), (n,))
+    t = np.zeros(n) if shift is None else np.broadcast_to(np.asarray(shift, np.float64), (n,))
     w2 = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(F32)
-    b0 = np.zeros(len(s)) if b is None else b.astype(np.float64)
-    b2 = ((b0 - mean.astype(np.float64)) * s + beta.astype(np.float64)).astype(F32)
-    return w2, b2
+    b0 = np.zeros(n) if b is None else b.astype(np.float64)
+    return w2, (b0 * s + t).astype(F32)
 
 
 _FUSABLE_ACT = {"relu": "relu", "relu6": "relu6"}

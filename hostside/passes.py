@@ -8,6 +8,8 @@ integer semantics on the CPU). `optimise` runs them all in order.
 - `canonical_views`: flatten / squeeze / unsqueeze become `reshape` (one view op for the planner),
   chains of reshapes collapse, reshapes to the same shape disappear.
 - `fold_batch_norm`: conv2d / fully_connected + batch_norm -> one conv with folded weights.
+- `fold_scale_shift`: conv2d / fully_connected + mul / add / sub by a per-channel constant (the
+  batch norm as x * scale + offset) -> one conv with folded weights and bias.
 - `fuse_activation`: conv2d / fully_connected / add / sub / mul / div + relu / relu6 / clip(0, 6)
   / clip(0, inf) -> the op's `activation` attribute.
 - `fuse_pad`: zero `pad` of H and W in front of a conv2d -> the conv's own `pads`.
@@ -191,6 +193,51 @@ def fold_batch_norm(graph: Graph) -> Graph:
     return _rewrite_chains(graph, match)
 
 
+def _channel_vector(g: Graph, tensor: str, channels: int) -> Optional[np.ndarray]:
+    """A constant that broadcasts along the last axis only (per channel, or one scalar), as a
+    vector of `channels`; None for any other tensor."""
+    if not g.is_constant(tensor):
+        return None
+    c = g.constants[tensor]
+    if c.dtype != np.float32 or any(d != 1 for d in c.shape[:-1]) or \
+            (c.ndim and c.shape[-1] not in (1, channels)):
+        return None
+    return np.broadcast_to(c.reshape(-1), (channels,))
+
+
+def fold_scale_shift(graph: Graph) -> Graph:
+    """conv2d / fully_connected with constant weights and no activation, followed by its only
+    consumer mul / add / sub with a per-channel (or scalar) constant -> the conv with folded
+    weights and bias (hostside.neon.fold_scale_shift). This is the batch norm that TF-slim
+    graphs and converters write as x * scale + offset; a mul then an add fold one after the
+    other. The consumer's activation becomes the conv's."""
+    def match(g: Graph, node: Node, nxt: Node) -> Optional[Node]:
+        if node.op not in ("conv2d", "fully_connected") or nxt.op not in ("mul", "add", "sub") or \
+                node.attrs["activation"] is not None or len(node.inputs) > 3 or \
+                not _float(g, node) or not _float(g, nxt) or \
+                not all(g.is_constant(t) for t in node.inputs[1:]):
+            return None
+        y = node.outputs[0]
+        if g.tensors[nxt.outputs[0]].shape != g.tensors[y].shape or nxt.inputs.count(y) != 1:
+            return None
+        if nxt.op == "sub" and nxt.inputs[0] != y:
+            return None                          # c - y negates y: not folded
+        other = nxt.inputs[1] if nxt.inputs[0] == y else nxt.inputs[0]
+        v = _channel_vector(g, other, g.tensors[y].shape[-1])
+        if v is None:
+            return None
+        w = g.constants[node.inputs[1]]
+        b = g.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+        scale, shift = {"mul": (v, None), "add": (None, v),
+                        "sub": (None, -v.astype(np.float64))}[nxt.op]
+        w2, b2 = neon.fold_scale_shift(w, b, scale, shift)
+        wn = g.add_constant(g.unique_name(f"{node.name}:w_{nxt.op}"), w2)
+        bn = g.add_constant(g.unique_name(f"{node.name}:b_{nxt.op}"), b2)
+        return Node(node.op, node.name, [node.inputs[0], wn, bn], list(nxt.outputs),
+                    dict(node.attrs, activation=nxt.attrs.get("activation")))
+    return _rewrite_chains(graph, match)
+
+
 def activation_of(node: Node) -> Optional[str]:
     """The fused-activation name equal to a relu / relu6 / clip node, or None."""
     if node.op in ("relu", "relu6"):
@@ -281,8 +328,8 @@ def drop_dead_nodes(graph: Graph) -> Graph:
     return _prune(g)
 
 
-PASSES = (canonical_views, drop_dead_nodes, fold_batch_norm, fuse_activation, fuse_pad,
-          fuse_residual)
+PASSES = (canonical_views, drop_dead_nodes, fold_batch_norm, fold_scale_shift, fuse_activation,
+          fuse_pad, fuse_residual)
 
 
 def optimise(graph: Graph) -> Graph:

@@ -84,6 +84,59 @@ def test_batch_norm_stays_when_conv_output_has_two_readers_or_an_activation():
 
 # -- activations -------------------------------------------------------------------------
 
+# -- batch norm written as x * scale + offset -----------------------------------------------
+
+def _scale_shift(g, y, scale_shape, shift_shape, order=("mul", "add")):
+    rng = np.random.default_rng(3)
+    for op, shape in zip(order, (scale_shape, shift_shape)):
+        k = g.add_constant(f"{op}:k", rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        (y,) = g.add_node(op, [y, k] if op != "mul" else [k, y], name=op)
+    return y
+
+
+@pytest.mark.parametrize("groups,c,o", [(1, 5, 8), (8, 8, 8)])
+@pytest.mark.parametrize("shapes", [((8,), (8,)), ((1, 1, 1, 8), (1, 1, 1, 8)), ((), (1,))])
+def test_scale_and_offset_fold_into_the_conv(groups, c, o, shapes):
+    g, y = conv_graph(c=c, o=o, groups=groups, pads=(1, 1, 1, 1))
+    z = _scale_shift(g, y, *shapes)
+    (r,) = g.add_node("relu6", [z], name="act")
+    g.add_output(r)
+    g2, pairs = before_after(g, passes.optimise)
+    assert ops_of(g2) == {"conv2d": 1} and g2.nodes[0].attrs["activation"] == "relu6"
+    assert passes.fused_from(g2, g2.nodes[0]) == ["conv", "mul", "add", "act"]
+    assert_close(pairs)
+
+
+def test_scale_shift_into_fully_connected_and_sub():
+    g = Graph()
+    g.add_input("x", (2, 20), "float32")
+    g.add_constant("w", rand(7, 20))
+    (y,) = g.add_node("fully_connected", ["x", "w"], name="fc")
+    z = _scale_shift(g, y, (7,), (1, 7), order=("mul", "sub"))
+    g.add_output(z)
+    g2, pairs = before_after(g, passes.fold_scale_shift)
+    assert ops_of(g2) == {"fully_connected": 1}
+    assert_close(pairs)
+
+
+def test_scale_shift_that_is_not_per_channel_stays():
+    g, y = conv_graph(o=8)
+    k = g.add_constant("k", rand(1, 4, 1, 8))           # varies along H: not a per-channel scale
+    (z,) = g.add_node("mul", [y, k], name="mul")
+    g.add_output(z)
+    assert ops_of(passes.fold_scale_shift(g))["mul"] == 1
+    g, y = conv_graph(o=8)
+    k = g.add_constant("k", rand(8))
+    (z,) = g.add_node("sub", [k, y], name="sub")         # c - y negates the conv: not folded
+    g.add_output(z)
+    assert ops_of(passes.fold_scale_shift(g))["sub"] == 1
+    g, y = conv_graph(o=8, activation="relu")            # the conv's activation comes first
+    k = g.add_constant("k", rand(8))
+    (z,) = g.add_node("mul", [y, k], name="mul")
+    g.add_output(z)
+    assert ops_of(passes.fold_scale_shift(g))["mul"] == 1
+
+
 @pytest.mark.parametrize("act_op,attrs,expect", [
     ("relu", {}, "relu"), ("relu6", {}, "relu6"), ("clip", {"min": 0.0, "max": 6.0}, "relu6"),
     ("clip", {"min": 0.0}, "relu"),
