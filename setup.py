@@ -21,9 +21,11 @@ setup(
         # numba compiles the emulator's hot loop; without it the emulator runs in pure Python.
         "emu": ["numba>=0.57"],
         "camera": ["picamera2"],
+        # vc4infer bench --plot
+        "plot": ["matplotlib"],
         "dev": [
             "pytest>=7", "pytest-xdist", "hypothesis", "numba>=0.57", "onnx>=1.14", "onnxruntime>=1.16",
-            "ai-edge-litert", "flatbuffers>=23", "ruff",
+            "ai-edge-litert", "flatbuffers>=23", "ruff", "matplotlib",
         ],
     },
     entry_points={"console_scripts": ["vc4infer=vc4infer.cli:main"]},

@@ -45,12 +45,16 @@ class LayerCheck:
 
 @dataclass
 class StepTime:
-    """One row of `QpuModel.profile`: the step, where it ran, host wall seconds, and the
-    emulator's modelled Pi seconds for QPU steps (None when not modelled)."""
+    """One row of `QpuModel.profile`: the step, where it ran, host wall seconds on this machine,
+    the modelled Pi seconds (None when not modelled) and what they are made of, the step's
+    multiply-adds and its QPU launches."""
     layer: str
     where: str
     wall_seconds: float
     modelled_seconds: Optional[float]
+    modelled_basis: str = ""
+    macs: int = 0
+    launches: int = 0
 
 
 class QpuModel:
@@ -197,22 +201,37 @@ class QpuModel:
 
     def profile(self, feeds: dict) -> list:
         """Run one inference and time every step: StepTime rows with the host's wall seconds and,
-        for QPU steps on the emulator, the modelled Pi seconds of their launches (None
-        elsewhere; on hw the wall time is the measurement)."""
+        on the emulator, the modelled Pi seconds: QPU steps as the timing model gives them plus
+        one mailbox round trip per launch, CPU steps as hostside.pi_costs estimates them for a
+        Cortex-A53 (on hw the wall time is the measurement and nothing is modelled)."""
+        from hostside import pi_costs
+
+        modelling = self.drv.backend_name == "emu"
         self._write_inputs(feeds)
         rows = []
         for step in self.steps:
+            macs = ops.get(step.node.op).macs(self.graph, step.node)
             start = time.perf_counter()
-            modelled = None
+            modelled, basis, launches = None, "", 0
             if isinstance(step, scheduler.QpuStep):
+                qpu = 0.0
                 for launch in step.launches:
                     launch.run(self.drv)
                     stats = self.drv.last_stats
                     if stats is not None and stats.modelled_seconds is not None:
-                        modelled = (modelled or 0.0) + stats.modelled_seconds
+                        qpu += stats.modelled_seconds
+                launches = len(step.launches)
+                if modelling:
+                    modelled = qpu + pi_costs.launch_seconds(launches)
+                    basis = f"emulator timing model + {launches} launch(es)"
             else:
                 step.run()
-            rows.append(StepTime(step.name, step.where, time.perf_counter() - start, modelled))
+                if modelling and isinstance(step, scheduler.NeonStep):
+                    modelled, basis = pi_costs.host_step_seconds(self.graph, step.node)
+                elif modelling:
+                    modelled, basis = 0.0, "view: no work"
+            rows.append(StepTime(step.name, step.where, time.perf_counter() - start, modelled,
+                                 basis, macs, launches))
         return rows
 
     # -- reporting -------------------------------------------------------------------------

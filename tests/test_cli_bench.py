@@ -1,10 +1,12 @@
 """`vc4infer bench --model`: per-layer and total times, modelled ones labelled as such."""
+import json
 import os
 import re
 import sys
 
 import pytest
 from click.testing import CliRunner
+from requires import require
 
 from vc4infer.cli import main
 
@@ -23,19 +25,54 @@ def test_bench_model_on_neon_reports_total_host_time(small_v2):
     result = CliRunner().invoke(main, ["bench", "--model", small_v2, "--backend", "neon", "--runs", "2"])
     assert result.exit_code == 0, result.output
     assert "backend neon" in result.output and "2 run(s)" in result.output
-    assert re.search(r"total host time per inference: median [0-9.]+ ms", result.output)
-    assert "modelled" not in result.output.split("\n", 1)[1]      # nothing here is modelled
+    assert "times MEASURED on this" in result.output
+    assert re.search(r"total: [0-9.]+ ms measured", result.output)
+    assert "modelled" not in result.output                    # nothing here is modelled
 
 
-def test_bench_model_on_emu_labels_modelled_qpu_time(small_v2):
+def _emu_report(small_v2, tmp_path, *extra):
+    out = tmp_path / "report.json"
     result = CliRunner().invoke(main, ["bench", "--model", small_v2, "--backend", "emu", "--quick",
-                                       "--clock", "400"])
+                                       "--clock", "400", "--json", str(out), *extra])
     assert result.exit_code == 0, result.output
-    out = result.output
-    assert "MODELLED by the emulator's timing model at 400 MHz" in out
-    qpu_rows = [line for line in out.splitlines() if "qpu:" in line]
-    assert qpu_rows and all(re.search(r"\d+\.\d{3}\s*$", line) for line in qpu_rows)
-    assert re.search(r"modelled Pi time of the QPU steps: [0-9.]+ ms at 400 MHz", out)
+    return result.output, json.loads(out.read_text())
+
+
+def test_bench_model_on_emu_counts_every_step_and_labels_it_modelled(small_v2, tmp_path):
+    out, data = _emu_report(small_v2, tmp_path)
+    assert "times MODELLED (emulator timing model; CPU steps as Cortex-A53 estimates)" in out
+    assert data["backend"] == "emu" and data["clock_mhz"] == 400 and data["times"] == "modelled"
+    assert data["version"] and data["host"]
+    layers = data["layers"]
+    assert layers[0]["layer"] == "preprocess (host)" and layers[-1]["layer"] == "output (host)"
+    # every row has a time; the total is their sum, nothing left out
+    assert all(r["ms"] is not None and r["ms"] >= 0 for r in layers)
+    assert data["totals"]["ms"] == pytest.approx(sum(r["ms"] for r in layers))
+    assert data["totals"]["ms"] == pytest.approx(data["totals"]["qpu_ms"] + data["totals"]["host_ms"])
+    for r in layers:
+        # the floor: 12 QPUs x 16 lanes, one multiply-add per 4-cycle instruction, at 400 MHz
+        assert r["floor_ms"] == pytest.approx(r["macs"] / (12 * 16 / 4 * 400e6) * 1e3)
+        if r["where"].startswith("qpu"):
+            assert r["launches"] >= 1 and r["ms"] > r["floor_ms"]
+        if r["macs"]:
+            assert r["ratio"] == pytest.approx(r["ms"] / r["floor_ms"])
+    assert sum(r["share"] for r in layers) == pytest.approx(1.0)
+    assert re.search(r"total: ([0-9.]+) ms modelled at 400 MHz", out)
+
+
+def test_bench_plot_draws_a_png(small_v2, tmp_path):
+    require("matplotlib")
+    png = tmp_path / "layers.png"
+    _emu_report(small_v2, tmp_path, "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot_without_matplotlib_says_how_to_get_it(small_v2, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = CliRunner().invoke(main, ["bench", "--model", small_v2, "--backend", "emu", "--quick",
+                                       "--plot", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert "pip install 'vc4infer[plot]'" in result.output
 
 
 def test_bench_without_a_choice_says_what_to_choose():

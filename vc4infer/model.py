@@ -115,9 +115,11 @@ class Model:
         if self.backend != "neon":
             return self._runner.profile(feeds)
         from hostside.qpu_model import StepTime
+        from vc4infer.graph import ops
         start = time.perf_counter()
         self._runner.run(feeds)
-        return [StepTime("all layers", "neon", time.perf_counter() - start, None)]
+        macs = sum(ops.get(n.op).macs(self.graph, n) for n in self.graph.nodes)
+        return [StepTime("all layers", "neon", time.perf_counter() - start, None, macs=macs)]
 
     def run_all(self, x: Any) -> dict:
         """Run and keep every tensor (internal layout, by IR tensor name): for per-layer checks.

@@ -17,17 +17,8 @@ import numpy as np
 
 
 def _host() -> str:
-    """This machine as a benchmark line names it: architecture and CPU model."""
-    import platform
-
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith(("model name", "Model"))), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} ({model or platform.processor() or platform.system()})"
+    from vc4infer.report import this_host
+    return this_host()
 
 
 def _emulator(clock_mhz: int, quick: bool) -> None:
@@ -45,8 +36,12 @@ def _emulator(clock_mhz: int, quick: bool) -> None:
                    f"max |error| vs numpy {r.max_abs_error:.2e}")
 
 
-def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
+def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Optional[str],
+           plot_path: Optional[str]) -> None:
+    import json
+
     import vc4infer
+    from vc4infer import report as reporting
 
     options = {"clock_hz": clock_mhz * 1e6} if backend == "emu" else {}
     start = time.perf_counter()
@@ -55,26 +50,25 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int) -> None:
     spec = model.input_spec
     x = _random_input(np.random.default_rng(0), spec.shape, np.dtype(spec.dtype))
     model.run(x)                                     # warm-up: caches, page faults
-    profiles = [model.profile(x) for _ in range(runs)]
     host = _host()
-    click.echo(f"model {name}, backend {model.backend}, load {load_seconds:.2f} s, {runs} run(s); "
-               f"host times measured on this {host}")
-    if model.backend == "emu":
-        click.echo(f"QPU times are MODELLED by the emulator's timing model at {clock_mhz} MHz")
-    last = profiles[-1]
-    modelled_header = f" {'modelled ms':>12}" if any(r.modelled_seconds is not None for r in last) else ""
-    click.echo(f"{'layer':36} {'where':28} {'host ms':>9}{modelled_header}")
-    for row in last:
-        modelled = "" if row.modelled_seconds is None else f" {row.modelled_seconds * 1e3:12.3f}"
-        click.echo(f"{row.layer[:36]:36} {row.where[:28]:28} {row.wall_seconds * 1e3:9.3f}{modelled}")
-    host_totals = [sum(r.wall_seconds for r in p) for p in profiles]
-    click.echo(f"total host time per inference: median {np.median(host_totals) * 1e3:.1f} ms, "
-               f"best {min(host_totals) * 1e3:.1f} ms ({1 / np.median(host_totals):.2f} inferences/s)")
-    modelled = [r.modelled_seconds for r in last if r.modelled_seconds is not None]
-    if modelled:
-        on_cpu = sum(r.wall_seconds for r in last if r.modelled_seconds is None)
-        click.echo(f"modelled Pi time of the QPU steps: {sum(modelled) * 1e3:.1f} ms at {clock_mhz} MHz; "
-                   f"the other steps ran on this host's CPU in {on_cpu * 1e3:.1f} ms (not a Pi figure)")
+    reports = [reporting.build(model, name, x, clock_mhz, host) for _ in range(runs)]
+    last = reports[-1]
+    click.echo(f"loaded in {load_seconds:.2f} s; {runs} run(s); host times below measured on this "
+               f"{host}")
+    click.echo(reporting.render(last))
+    host_totals = [sum(r.host_wall_ms for r in rep.rows) for rep in reports]
+    click.echo(f"this host: median {np.median(host_totals):.1f} ms per inference "
+               f"({'emulating the QPUs' if model.backend == 'emu' else model.backend})")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(last.to_json(), f, indent=1)
+        click.echo(f"wrote {json_path}")
+    if plot_path:
+        try:
+            reporting.plot(last, plot_path)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"wrote {plot_path}")
 
 
 #: the command whose start-up `--startup` times: the README's Quick start classification
@@ -162,14 +156,19 @@ BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": 
 @click.option("--clock", "clock_mhz", type=click.Choice(["250", "300", "400"]), default="250",
               show_default=True, help="V3D clock (MHz) for the modelled Pi times.")
 @click.option("--quick", is_flag=True, help="Small problem sizes, one timed run (a smoke test).")
-def bench(emulator: bool, startup: bool, model_name: Optional[str], backend: str, runs: int, clock_mhz: str,
-          quick: bool) -> None:
+@click.option("--json", "json_path", metavar="FILE", help="--model: write the report as JSON.")
+@click.option("--plot", "plot_path", metavar="FILE.png",
+              help="--model: draw the per-layer times with their QPU floor (needs matplotlib).")
+def bench(emulator: bool, startup: bool, model_name: Optional[str], backend: str, runs: int,
+          clock_mhz: str, quick: bool, json_path: Optional[str], plot_path: Optional[str]) -> None:
     """Benchmarks. Times from the emulator's timing model are labelled modelled."""
     if not emulator and not startup and not model_name:
         raise click.UsageError("choose what to benchmark: --emulator, --startup and/or --model NAME")
+    if (json_path or plot_path) and not model_name:
+        raise click.UsageError("--json and --plot report on --model NAME")
     if emulator:
         BENCHMARKS["emulator"](int(clock_mhz), quick)
     if startup:
         BENCHMARKS["startup"](quick)
     if model_name:
-        _model(model_name, backend, int(clock_mhz), 1 if quick else runs)
+        _model(model_name, backend, int(clock_mhz), 1 if quick else runs, json_path, plot_path)
