@@ -126,6 +126,59 @@ def emit_bank_locks_init(asm, thread, locks: Sequence[int]) -> None:
         asm.L.done
 
 
+#: semaphores of `emit_barrier`: instances arrive on the first, instance 0 releases the second
+BARRIER_SEMAPHORES = (3, 4)
+
+
+def emit_barrier(asm, thread, n_threads, rounds) -> None:
+    """QPU code: while register `rounds` is not 0, decrement it and wait until every instance of
+    the launch got here (instance 0 collects `n_threads` arrivals, then releases the others).
+    Instances that start each work item together stream the same weights side by side, so
+    one instance's SDRAM fetch is the others' L2 hit; `rounds` is the number of items every
+    instance has (the host's minimum), so no instance waits for one that has finished."""
+    arrive, release = BARRIER_SEMAPHORES
+    with asm.namespace("barrier"):
+        asm.mov(asm.r0, rounds)
+        asm.isub(asm.r0, asm.r0, 1, set_flags=True)     # negative: no barrier rounds left
+        asm.jns(asm.L.done)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.mov(rounds, asm.r0)
+        asm.sema_up(arrive)
+        asm.mov(asm.null, thread, set_flags=True)
+        asm.jzc(asm.L.wait)
+        asm.mov(asm.r0, n_threads)                   # delay slots: instance 0's arrival count
+        asm.nop()
+        asm.nop()
+        asm.L.collect
+        asm.sema_down(arrive)
+        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
+        asm.jzc(asm.L.collect)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.isub(asm.r0, n_threads, 1, set_flags=True)   # release the n - 1 others
+        asm.jzs(asm.L.done)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.L.release
+        asm.sema_up(release)
+        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
+        asm.jzc(asm.L.release)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.jmp(asm.L.done)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        asm.L.wait
+        asm.sema_down(release)
+        asm.L.done
+
+
 def emit_join_and_exit(asm, thread, n_threads, locks: Sequence[int] = ()) -> None:
     """QPU code: every instance raises DONE_SEMAPHORE; instance 0 (register `thread` == 0) takes it
     `n_threads` times, so that all stores have finished, takes back the `locks` it raised (every

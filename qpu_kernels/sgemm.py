@@ -42,7 +42,7 @@ from .launch import KernelShapeError, Launch
 ACTIVATIONS = (None, "relu", "relu6")
 PANEL_WIDTHS = (16, 32, 48)
 ROWS = isa.SIMD_WIDTH                     # rows of C per tile: one per SIMD element
-HEADER_WORDS = 9
+HEADER_WORDS = 10
 #: instructions per k-step beyond the NT multiply-adds: TMU request, loop counter, branch
 K_STEP_OVERHEAD = 3
 #: modelled VDW cycles to store one 16x16 block (start-up + 1 KiB at the modelled rate)
@@ -75,7 +75,8 @@ def record_words(nt: int, residual: bool) -> int:
 def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
     """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth).
     Uniforms: header (first record address, tile count, instance index, instance count, K - depth,
-    A row stride, record bytes, R row stride, A column step), then per tile: A[i0, 0], rows - 1,
+    A row stride, record bytes, R row stride, A column step, tiles that start at a barrier), then
+    per tile: A[i0, 0], rows - 1,
     panel address, [R[i0, j0], byte offset of the last valid column], and per 16-column block
     (VDW setup or 0 = not stored, VDW stride setup, C address)."""
     nb = nt // 16
@@ -83,6 +84,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
     rec_ptr, tiles, a_stride, kmain = ra24, ra30, ra25, rb25
     thread, rec_bytes, n_threads, six = ra26, rb26, ra27, rb27
     resume, r_stride, rowsel, bank, a_kstep = ra28, rb28, ra29, ra31, rb29
+    synced = rb24
 
     mov(rec_ptr, uniform)
     mov(tiles, uniform)
@@ -93,6 +95,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
     mov(rec_bytes, uniform)
     mov(r_stride, uniform)
     mov(a_kstep, uniform)
+    mov(synced, uniform)
     if act == "relu6":
         ldi(six, 6.0)
     band(bank, thread, 1, set_flags=False)           # VPM bank (used when there are two)
@@ -104,6 +107,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
         fadd(prev, prev, r0, set_flags=False, **kw).fmul(r0, r4, uniform)
 
     L.tile_loop
+    launching.emit_barrier(asm, thread, n_threads, synced)
     mov(null, tiles, set_flags=True)
     jzs(L.tiles_done)
     mov(uniforms_address, rec_ptr)                   # delay slots: start this tile's record
@@ -251,6 +255,16 @@ def pack_weights(b: np.ndarray, bias: Optional[np.ndarray], m: int) -> np.ndarra
     return out.reshape(-1)
 
 
+def barrier_pays(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
+    """Whether the instances should start each tile together (launch.emit_barrier): they then
+    stream one weight panel side by side instead of each from SDRAM, but also finish together and
+    queue for the one VDW engine. Worth it when at least half of them work on the same panel
+    (M spans n_qpus / 2 row tiles or more) and a tile's k-loop lasts five times as long as the
+    queued stores of a round."""
+    rounds_stores = n_qpus * (nt // 16) * STORE_BLOCK_CYCLES
+    return math.ceil(m / ROWS) >= n_qpus // 2 and 4 * k * (nt + K_STEP_OVERHEAD) >= 5 * rounds_stores
+
+
 def _tile_cycles(k: int, nt: int, residual: bool) -> float:
     instructions = 40 + k * (nt + K_STEP_OVERHEAD) + nt * (4 + (4 if residual else 0)) + 25 * (nt // 16)
     return 4.0 * instructions + STORE_BLOCK_CYCLES * (nt // 16)
@@ -289,12 +303,17 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
     cycles = [_tile_cycles(k, nt, residual)] * len(tiles)
     plan = launching.split_items(cycles, launching.launch_budget_cycles(drv))
     rec = record_words(nt, residual)
+    barrier = barrier_pays(m, k, nt)
+
+    def synced_tiles(instances):
+        return min(map(len, instances)) if barrier else 0
+
     rows_per_launch = []
     for instances in plan:
         rows = []
         for t, items in enumerate(instances):
             header = [0, len(items), t, len(instances), k - depth, a_stride, 4 * rec,
-                      residual_stride or 0, a_column_step]
+                      residual_stride or 0, a_column_step, synced_tiles(instances)]
             body: List[int] = []
             vpm_y = BANK_ROWS * (t % vpm_banks(nt))
             for index in items:

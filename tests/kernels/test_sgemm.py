@@ -52,6 +52,7 @@ def run_sgemm(drv, m, k, n, act=None, residual=False, a_pad=0, seed=0, corrupt=N
     (40, 37, 50, "relu6", True),       # residual add, several tiles and panels
     (5, 3, 1000, None, False),         # 1000 columns (ImageNet classes), K = 3 (depth 3)
     (33, 7, 96, "relu", True),
+    (100, 260, 40, "relu", True),      # long k-loops over 7 row tiles: tiles start at a barrier
 ])
 def test_sgemm_matches_numpy(drv, m, k, n, act, residual):
     run_sgemm(drv, m, k, n, act, residual)
@@ -101,6 +102,23 @@ def test_work_splits_into_several_launches(drv, monkeypatch):
     monkeypatch.setattr(launch, "launch_budget_cycles", lambda drv: 5000.0)
     launches = run_sgemm(drv, 256, 8, 64, "relu")
     assert len(launches) > 1
+
+
+def test_barrier_rounds_across_several_launches(drv, monkeypatch):
+    """Each launch's instances meet at the barrier as many times as the fewest tiles any of
+    them has: no instance waits for one that has finished (a wrong count would hang)."""
+    nt = sgemm.panel_width(192, 100)
+    assert sgemm.barrier_pays(192, 300, nt)
+    per_tile = sgemm._tile_cycles(300, nt, False)
+    monkeypatch.setattr(launch, "launch_budget_cycles", lambda drv: 2.5 * per_tile)
+    launches = run_sgemm(drv, 192, 300, 100, None)     # two tiles per instance and launch
+    assert len(launches) >= 2
+
+
+def test_barrier_only_where_it_pays():
+    assert not sgemm.barrier_pays(49, 512, 48)       # 4 row tiles: few instances share a panel
+    assert not sgemm.barrier_pays(196, 96, 48)       # short k-loops: the stores would queue
+    assert sgemm.barrier_pays(196, 512, 48)
 
 
 def test_launch_splitting_respects_budget():
