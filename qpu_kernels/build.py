@@ -26,6 +26,10 @@ def variants() -> Iterator[Tuple[str, Callable, tuple]]:
                 for depth in range(2, sgemm.MAX_TMU_DEPTH + 1):
                     stem = f"sgemm_nt{nt}_{_act_name(act)}{'_residual' if residual else ''}_depth{depth}"
                     yield stem, sgemm.sgemm_kernel, (nt, act, residual, depth)
+    for nt in sgemm.PANEL_WIDTHS:
+        for act in sgemm.ACTIVATIONS:
+            stem = f"sgemm_gather_nt{nt}_{_act_name(act)}_depth{sgemm.MAX_TMU_DEPTH}"
+            yield stem, sgemm.sgemm_kernel, (nt, act, False, sgemm.MAX_TMU_DEPTH, True)
     for act in conv_depthwise.ACTIVATIONS:
         yield f"conv_depthwise_{_act_name(act)}", conv_depthwise.depthwise_kernel, (act,)
     yield "bench_sgemm", bench_sgemm.sgemm_kernel, ()

@@ -22,11 +22,15 @@ a lock, so one bank is filled while the other one's DMA runs; 48-column tiles us
 Tiles are ordered panel-major and dealt to 12 QPUs round-robin (`launch.split_items`), so the
 QPUs running side by side stream the same panel (L2 hits); every QPU reads its own uniforms row:
 a header, then one record per tile. A may also be read transposed (`a_column_step`), which makes
-a global average pool an SGEMM (qpu_kernels.pooling). The program is assembled once per (NT, activation,
-residual, TMU depth) and shared by all launches of all layers.
+a global average pool an SGEMM (qpu_kernels.pooling). The *gather* variant reads A[i, k] at
+A_row(i) + offset[k], the offsets streamed with the panel (`gather_depth`): an im2col read of
+a convolution's input, done by the TMU with no copy (qpu_kernels.conv_stem). The program is
+assembled once per (NT, activation, residual, TMU depth, gather) and shared by all launches of
+all layers.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional
 
@@ -67,13 +71,16 @@ def vpm_banks(nt: int) -> int:
 
 
 def record_words(nt: int, residual: bool) -> int:
-    """Words of one tile record in the uniforms (see `_tile_record`)."""
+    """Words of one tile record in the uniforms (see `tile_record`)."""
     return 3 + (2 if residual else 0) + 3 * (nt // 16)
 
 
 @qpu
-def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
-    """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth).
+def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
+                 gather: bool = False):
+    """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth). `gather`: A columns at
+    the row addresses plus streamed offsets (the panel opens with the first `depth`; each panel
+    row of a steady-state step ends with the one of column k + depth) instead of a fixed step.
     Uniforms: header (first record address, tile count, instance index, instance count, K - depth,
     A row stride, record bytes, R row stride, A column step, tiles that start at a barrier), then
     per tile: A[i0, 0], rows - 1,
@@ -121,11 +128,19 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
     mov(rowsel, r2).imul24(r2, r2, a_stride)
     iadd(r1, r1, r2, set_flags=False)                # r1[e] = &A[i0 + min(e, rows-1), 0]
     mov(r3, uniform)                                 # panel address
-    for _ in range(depth):                           # request columns 0 .. depth-1
-        iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
-    mov(uniforms_address, r3)                        # the panel streams from here on
-    mov(r2, kmain, set_flags=True)
-    mov(r0, 0.0)                                     # first fadd of mac(0) adds nothing
+    if gather:
+        mov(uniforms_address, r3)                    # the panel opens with the first offsets
+        mov(r2, kmain, set_flags=True)
+        mov(r0, 0.0)                                 # first fadd of mac(0) adds nothing
+        nop()                                        # (the new stream starts 3 instructions on)
+        for _ in range(depth):                       # request columns 0 .. depth-1
+            iadd(tmu0_s, r1, uniform, set_flags=False)
+    else:
+        for _ in range(depth):                       # request columns 0 .. depth-1
+            iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
+        mov(uniforms_address, r3)                    # the panel streams from here on
+        mov(r2, kmain, set_flags=True)
+        mov(r0, 0.0)                                 # first fadd of mac(0) adds nothing
     nop(sig="load tmu0")                             # r4 = column 0
     jzs(L.tail)                                      # K == depth: no steady-state step
     mac(0)
@@ -135,7 +150,10 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int):
     for j in range(3, nt - 1):
         mac(j)
     mac(nt - 1, sig="load tmu0")                     # r4 = column k+1 (this fmul sees column k)
-    iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)   # request column k+depth
+    if gather:                                       # request column k+depth
+        iadd(tmu0_s, r1, uniform, set_flags=False)
+    else:
+        iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
     isub(r2, r2, 1, set_flags=True)
     jzc(L.k_loop)
     mac(0)
@@ -235,9 +253,11 @@ def panel_width(m: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
     return min(PANEL_WIDTHS, key=cost)
 
 
-def pack_weights(b: np.ndarray, bias: Optional[np.ndarray], m: int) -> np.ndarray:
+def pack_weights(b: np.ndarray, bias: Optional[np.ndarray], m: int,
+                 gather_depth: int = 0) -> np.ndarray:
     """B (K x N) and bias (N) in the kernel's panel layout (float32, 1-D); `m` is the row count C
-    will have (it picks the panel width, as `build` does). Upload the result once."""
+    will have (it picks the panel width, as `build` does); `gather_depth` > 0 leaves the offset
+    slots of the gather variant (`set_gather_offsets`). Upload the result once."""
     b = np.asarray(b, dtype=np.float32)
     if b.ndim != 2 or b.shape[0] < 2 or b.shape[1] < 1:
         raise KernelShapeError(f"B of shape {b.shape}: give a K x N matrix with K >= 2, N >= 1")
@@ -247,12 +267,35 @@ def pack_weights(b: np.ndarray, bias: Optional[np.ndarray], m: int) -> np.ndarra
         raise KernelShapeError(f"bias of {bias.size} values for N = {n} columns")
     nt = panel_width(m, n)
     panels = math.ceil(n / nt)
-    out = np.zeros((panels, k + 1, nt), np.float32)
     padded = np.zeros((k + 1, panels * nt), np.float32)
     padded[:k, :n] = b
     padded[k, :n] = bias
-    out[:] = padded.reshape(k + 1, panels, nt).transpose(1, 0, 2)
+    rows = padded.reshape(k + 1, panels, nt).transpose(1, 0, 2)       # panel, row, column
+    if not gather_depth:
+        return np.ascontiguousarray(rows).reshape(-1)
+    # gather: `depth` offset slots open the panel; each steady-state row k (k < K - depth) ends
+    # with a slot for the offset of column k + depth
+    d, steady = gather_depth, k - gather_depth
+    out = np.zeros((panels, panel_words(k, nt, d)), np.float32)
+    out[:, d:d + steady * (nt + 1)].reshape(panels, steady, nt + 1)[:, :, :nt] = rows[:, :steady]
+    out[:, d + steady * (nt + 1):] = rows[:, steady:].reshape(panels, -1)
     return out.reshape(-1)
+
+
+def panel_words(k: int, nt: int, gather_depth: int = 0) -> int:
+    """Words of one packed panel: K rows of NT and the bias row, and with gather K offset slots."""
+    return (k + 1) * nt + (k if gather_depth else 0)
+
+
+def set_gather_offsets(panels: np.ndarray, k: int, nt: int, depth: int, offsets) -> None:
+    """Write the K column offsets (bytes) into the slots of packed gather panels (a float32
+    array laid out by `pack_weights(..., gather_depth=depth)`)."""
+    words = panels.view(np.uint32).reshape(-1, panel_words(k, nt, depth))
+    offsets = np.asarray(offsets, np.int64) & 0xFFFFFFFF
+    words[:, :depth] = offsets[:depth]
+    steady = k - depth
+    slots = words[:, depth:depth + steady * (nt + 1)].reshape(words.shape[0], steady, nt + 1)
+    slots[:, :, nt] = offsets[depth:]
 
 
 def barrier_pays(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
@@ -295,32 +338,40 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
             raise KernelShapeError("R overlaps C: the kernel reads R through the TMU while it "
                                    "stores C, so give R its own buffer")
     nt = panel_width(m, n)
-    depth = min(MAX_TMU_DEPTH, k)
-    program = launching.cached_program(drv, sgemm_kernel, nt, act, residual, depth)
-    panel_bytes = 4 * (k + 1) * nt
+    panel_bytes = 4 * panel_words(k, nt)
+    records = []
     # panel-major: the instances running side by side stream the same panel (L2 hits)
-    tiles = [(i0, p) for p in range(math.ceil(n / nt)) for i0 in range(0, m, ROWS)]
-    cycles = [_tile_cycles(k, nt, residual)] * len(tiles)
+    for p in range(math.ceil(n / nt)):
+        for i0 in range(0, m, ROWS):
+            r_row0 = None if residual_address is None else residual_address + i0 * residual_stride
+            records.append(functools.partial(
+                tile_record, a_address + i0 * a_stride, min(ROWS, m - i0),
+                weights_address + p * panel_bytes, c_address + i0 * c_stride, c_stride, p * nt, n,
+                nt, r_row0=r_row0))
+    return launches_of(drv, records, k, nt, act, residual, a_stride, residual_stride or 0,
+                       a_column_step, barrier_pays(m, k, nt))
+
+
+def launches_of(drv, records: list, k: int, nt: int, act: Optional[str], residual: bool,
+                a_stride: int, residual_stride: int, a_column_step: int, barrier: bool,
+                gather: bool = False) -> List[Launch]:
+    """Launches running one tile per entry of `records` (functions of the instance's VPM row,
+    `tile_record` with all else bound, giving the tile's record words), dealt to the QPUs in
+    order."""
+    depth = min(MAX_TMU_DEPTH, k)
+    program = launching.cached_program(drv, sgemm_kernel, nt, act, residual, depth, gather)
+    cycles = [_tile_cycles(k, nt, residual)] * len(records)
     plan = launching.split_items(cycles, launching.launch_budget_cycles(drv))
     rec = record_words(nt, residual)
-    barrier = barrier_pays(m, k, nt)
-
-    def synced_tiles(instances):
-        return min(map(len, instances)) if barrier else 0
-
     rows_per_launch = []
     for instances in plan:
+        synced = min(map(len, instances)) if barrier else 0
         rows = []
         for t, items in enumerate(instances):
             header = [0, len(items), t, len(instances), k - depth, a_stride, 4 * rec,
-                      residual_stride or 0, a_column_step, synced_tiles(instances)]
-            body: List[int] = []
+                      residual_stride, a_column_step, synced]
             vpm_y = BANK_ROWS * (t % vpm_banks(nt))
-            for index in items:
-                body += _tile_record(tiles[index], m, n, nt, a_address, a_stride, weights_address,
-                                     panel_bytes, c_address, c_stride, residual_address,
-                                     residual_stride, vpm_y)
-            rows.append(header + body)
+            rows.append(header + [w for index in items for w in records[index](vpm_y)])
         rows_per_launch.append(rows)
     launches = launching.launch_rows(drv, program, rows_per_launch)
     for lc in launches:                              # each row's first word: its first record
@@ -328,15 +379,15 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
     return launches
 
 
-def _tile_record(tile, m, n, nt, a_address, a_stride, weights_address, panel_bytes, c_address,
-                 c_stride, residual_address, residual_stride, vpm_y) -> List[int]:
-    i0, p = tile
-    j0 = p * nt
-    rows = min(ROWS, m - i0)
+def tile_record(a_row0: int, rows: int, panel_address: int, c_row0: int, c_stride: int, j0: int,
+                n: int, nt: int, vpm_y: int, r_row0: Optional[int] = None) -> List[int]:
+    """The uniforms of one tile: A's first row, valid rows - 1, its panel, R's first row and
+    last valid column, then per 16-column block its VDW store (setup, stride, C address; zeros
+    for a block past N)."""
     cols = min(nt, n - j0)
-    words = [a_address + i0 * a_stride, rows - 1, weights_address + p * panel_bytes]
-    if residual_address is not None:
-        words += [residual_address + i0 * residual_stride + 4 * j0, 4 * (cols - 1)]
+    words = [a_row0, rows - 1, panel_address]
+    if r_row0 is not None:
+        words += [r_row0 + 4 * j0, 4 * (cols - 1)]
     for b in range(nt // 16):
         bcols = min(16, cols - 16 * b)
         if bcols <= 0:
@@ -344,5 +395,5 @@ def _tile_record(tile, m, n, nt, a_address, a_stride, weights_address, panel_byt
             continue
         words += [launching.vdw_store_setup(rows, bcols, vpm_y + 16 * b),
                   launching.vdw_stride_setup(c_stride - 4 * bcols),
-                  c_address + i0 * c_stride + 4 * (j0 + 16 * b)]
+                  c_row0 + 4 * (j0 + 16 * b)]
     return words
