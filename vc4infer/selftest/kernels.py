@@ -1,5 +1,5 @@
 """Shape sweeps of the QPU kernels in qpu_kernels/ (sgemm, conv_pointwise, conv_depthwise,
-pooling), each against the NEON runtime (hostside.neon, numpy float32) with the float32 bound of
+conv_stem, pooling), each against the NEON runtime (hostside.neon, numpy float32) with the float32 bound of
 `compare.sum_bound`. One `sweep(...)` declaration per kernel module; the sweeps include the edges
 that break tilings: sizes that are not multiples of 16, one channel, 1000 channels (ImageNet
 classes), stride 2, asymmetric padding and the smallest K the kernel takes. Operands are allocated
@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from hostside import neon
-from qpu_kernels import conv_depthwise, conv_pointwise, pooling, sgemm
+from qpu_kernels import conv_depthwise, conv_pointwise, conv_stem, pooling, sgemm
 
 from .compare import GuardedOutput, compare_guarded, sum_bound
 from .registry import CaseContext, Outcome, sweep
@@ -137,6 +137,44 @@ sweep("conv_depthwise", check_conv_depthwise, [
     label=lambda p: (f"{p['h']}x{p['w']}x{p['c']} s{p.get('stride', 1)} "
                      f"pad{''.join(str(v) for v in p.get('pads', (1, 1, 1, 1)))} "
                      f"{p.get('act') or 'linear'}"))
+
+
+def check_conv_stem(ctx: CaseContext, h: int, w: int, cin: int, cout: int, k: int = 3,
+                    stride: int = 2, pads: tuple = (1, 1, 1, 1),
+                    act: Optional[str] = None) -> Outcome:
+    """NHWC full KxK convolution (im2col gathered by the TMU) against hostside.neon.conv2d; the
+    input sits in a zero halo of the pads, as the planner lays out a graph input."""
+    drv = ctx.drv
+    x = _normal(ctx, 1, h, w, cin)
+    weight, bias = _normal(ctx, cout, k, k, cin), _normal(ctx, cout)
+    pt, pl, pb, pr = pads
+    halo = drv.alloc((h + pt + pb, w + pl + pr, cin), np.float32)
+    halo[:] = 0
+    x_gpu = halo[pt:pt + h, pl:pl + w]
+    x_gpu[:] = x[0]
+    ho = conv_stem.output_size(h, k, pt, pb, stride)
+    wo = conv_stem.output_size(w, k, pl, pr, stride)
+    packed = drv.copy(conv_stem.pack_weights(weight, bias, ho * wo))
+    out = GuardedOutput(drv, ho * wo, cout)
+    ctx.run(conv_stem.build(drv, h, w, cin, cout, k, k, x_gpu.address, x_gpu.strides[1],
+                            x_gpu.strides[0], packed, out.view.address, out.view.strides[0],
+                            wo * out.view.strides[0], stride, pads, act))
+    options = dict(strides=(stride, stride), pads=pads)
+    reference = neon.conv2d(x, weight, bias, activation=act, **options)
+    magnitude = neon.conv2d(np.abs(x), np.abs(weight), np.abs(bias), **options)
+    return compare_guarded(out, reference.reshape(ho * wo, cout),
+                           sum_bound(magnitude.reshape(ho * wo, cout), k * k * cin + 1))
+
+
+sweep("conv_stem", check_conv_stem, [
+    dict(h=9, w=10, cin=3, cout=32, pads=(0, 0, 1, 1), act="relu6"),   # v1's stem (TF SAME)
+    dict(h=10, w=10, cin=3, cout=32, act="relu6"),                     # v2's stem
+    dict(h=7, w=37, cin=3, cout=20, stride=1),                         # 3 tiles a row
+    dict(h=6, w=6, cin=5, cout=50, act="relu"),                        # two panels
+    dict(h=32, w=32, cin=3, cout=32, act="relu6"),                     # a bigger image
+], quick=(0, 1),
+    label=lambda p: (f"{p['h']}x{p['w']}x{p['cin']}->{p['cout']} k{p.get('k', 3)} "
+                     f"s{p.get('stride', 2)} {p.get('act') or 'linear'}"))
 
 
 def check_global_average(ctx: CaseContext, h: int, w: int, c: int) -> Outcome:
