@@ -25,6 +25,13 @@ lines any 64 consecutive pixels fall into 64 different sets. Only tensors that t
 (`pitched`; not those of views, whose bytes must be dense) are padded; kernels read the pitch
 from the strides of their operands' views.
 
+Halo
+----
+A tensor may be stored inside a border of pixels (`halos`: top, left, bottom, right), part of
+its buffer and reserved with it: a kernel that reads its padding as memory (qpu_kernels.conv_stem)
+then needs no edge cases. The planner only reserves the bytes; whoever writes the tensor writes
+the border (the host writes zeros around a graph input, with the image).
+
 Buffers are placed greedily, each at an aligned gap among the already placed buffers whose
 lifetimes overlap its own; a few orders (largest first, the "greedy by size" assignment;
 longest-lived first; step order) with best or first fit are tried and the smallest arena kept.
@@ -70,6 +77,15 @@ def pixel_pitch_bytes(shape: Sequence[int], itemsize: int) -> int:
     return row + _LINE_BYTES
 
 
+def storage_shape(shape: Sequence[int], halo: Optional[Sequence[int]] = None) -> tuple:
+    """The shape a tensor's buffer holds: an NHWC `shape` grown by its halo."""
+    if not halo:
+        return tuple(shape)
+    n, h, w, c = shape
+    top, left, bottom, right = halo
+    return (n, h + top + bottom, w + left + right, c)
+
+
 def storage_bytes(shape: Sequence[int], itemsize: int, pitch: int) -> int:
     """Bytes a tensor of `shape` takes with `pitch` bytes per last-axis row."""
     rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
@@ -101,6 +117,7 @@ class Plan:
     align: int
     in_place: dict = field(default_factory=dict)   # node name -> input tensor it overwrites
     pitches: dict = field(default_factory=dict)    # tensor name -> bytes per last-axis row
+    halos: dict = field(default_factory=dict)      # tensor name -> (top, left, bottom, right)
 
     def buffer_of(self, tensor: str) -> Buffer:
         for b in self.buffers:
@@ -129,7 +146,7 @@ def lifetimes(graph: Graph) -> dict:
 
 
 def _group(graph: Graph, life: dict, is_view: Callable, in_place: Callable, sizes: dict,
-           pitches: dict) -> tuple:
+           pitches: dict, no_share: set = frozenset()) -> tuple:
     """Buffers (lists of tensors) from views and allowed in-place writes; node -> overwritten."""
     root = {t: t for t in life}
     members = {t: [t] for t in life}
@@ -159,7 +176,8 @@ def _group(graph: Graph, life: dict, is_view: Callable, in_place: Callable, size
             continue
         for i in in_place(node):
             x = node.inputs[i]
-            if graph.is_constant(x) or sizes[x] != sizes[y] or pitches[x] != pitches[y]:
+            if graph.is_constant(x) or sizes[x] != sizes[y] or pitches[x] != pitches[y] or \
+                    x in no_share or y in no_share:
                 continue
             bx = find(x)
             others = [t for j, t in enumerate(node.inputs) if j != i and not graph.is_constant(t)]
@@ -212,10 +230,13 @@ def _place(buffers: list, align: int) -> int:
 def plan_arena(graph: Graph, in_place: Optional[Callable[[Node], Sequence[int]]] = None,
                is_view: Callable[[Node], bool] = default_is_view,
                align: int = DEFAULT_ALIGN_BYTES,
-               pitched: Callable[[str], bool] = lambda tensor: False) -> Plan:
+               pitched: Callable[[str], bool] = lambda tensor: False,
+               halos: Optional[dict] = None) -> Plan:
     """Offsets of every activation tensor (graph inputs and outputs included) in one arena.
     `in_place(node)` lists the input indices the node's output may overwrite (default none);
-    `pitched(tensor)` whether a tensor may get a padded pixel pitch (never one a view touches)."""
+    `pitched(tensor)` whether a tensor may get a padded pixel pitch (never one a view touches);
+    `halos` {NHWC tensor: (top, left, bottom, right)} the borders to reserve around tensors."""
+    halos = {t: tuple(h) for t, h in (halos or {}).items() if any(h)}
     if align < 1 or align & (align - 1):
         raise ValueError(f"align={align}: give a power of two number of bytes")
     life = lifetimes(graph)
@@ -227,8 +248,15 @@ def plan_arena(graph: Graph, in_place: Optional[Callable[[Node], Sequence[int]]]
         dense = int(info.shape[-1]) * itemsize if len(info.shape) else itemsize
         pitches[t] = (pixel_pitch_bytes(info.shape, itemsize)
                       if t not in in_views and pitched(t) else dense)
-        sizes[t] = storage_bytes(info.shape, itemsize, pitches[t]) if len(info.shape) else info.nbytes
-    groups, done = _group(graph, life, is_view, in_place or (lambda node: ()), sizes, pitches)
+        sizes[t] = (storage_bytes(storage_shape(info.shape, halos.get(t)), itemsize, pitches[t])
+                    if len(info.shape) else info.nbytes)
+    for t in halos:
+        if len(graph.tensors[t].shape) != 4 or t in in_views:
+            raise GraphError(f"tensor {t!r}: a halo needs an NHWC tensor that no view shares")
+    # a halo'd tensor shares its buffer with no other tensor (nothing writes over its border)
+    no_share = set(halos)
+    groups, done = _group(graph, life, is_view, in_place or (lambda node: ()), sizes, pitches,
+                          no_share)
     buffers = [Buffer(ts, max(sizes[t] for t in ts), s[0], s[1]) for ts, s in groups]
     arena = _place(buffers, align)
     offsets = {t: b.offset for b in buffers for t in b.tensors}
@@ -237,7 +265,7 @@ def plan_arena(graph: Graph, in_place: Optional[Callable[[Node], Sequence[int]]]
                  for k in steps), default=0)
     views = {node.outputs[0] for node in graph.nodes if is_view(node)}
     naive = sum(sizes[t] for t in life if t not in views)
-    return Plan(offsets, sizes, buffers, arena, naive, lower, align, done, pitches)
+    return Plan(offsets, sizes, buffers, arena, naive, lower, align, done, pitches, halos)
 
 
 def check_plan(graph: Graph, plan: Plan) -> None:

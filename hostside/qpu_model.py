@@ -82,9 +82,11 @@ class QpuModel:
                     blobs[(d.node.name, key)] = np.ascontiguousarray(blob)
         kernels = [d.choice for d in self.decisions if d.place == "qpu"]
         align = max([planner.DEFAULT_ALIGN_BYTES] + [c.align for c in kernels])
+        halos = {d.node.inputs[0]: d.choice.input_halo(g, d.node) for d in self.decisions
+                 if d.place == "qpu" and d.choice.input_halo is not None}
         self.plan = planner.plan_arena(g, in_place=scheduler.in_place_of(g, self.decisions),
                                        is_view=lambda node: scheduler.is_view(g, node),
-                                       align=align, pitched=lambda tensor: True)
+                                       align=align, pitched=lambda tensor: True, halos=halos)
         planner.check_plan(g, self.plan)
         self.weights_plan = planner.plan_weights(blobs, align)
 
@@ -105,6 +107,9 @@ class QpuModel:
         host_arena = self.arena.view(np.ndarray)
         host_weights = self.weights.view(np.ndarray)
         self.gpu_views, self.host_views = {}, {}
+        #: tensors with a halo, as their whole buffers (the host writes the border of inputs)
+        self.host_halo_views = {t: self._tensor_view(host_arena, t, whole=True)
+                                for t in self.plan.halos}
         for t in self.plan.offsets:
             self.gpu_views[t] = self._tensor_view(self.arena, t)
             self.host_views[t] = self._tensor_view(host_arena, t)
@@ -115,14 +120,21 @@ class QpuModel:
             weight_views[key] = self.weights[off:off + blob.nbytes].view(blob.dtype).reshape(blob.shape)
         self.steps = [self._step(i, weight_views) for i in range(len(self.decisions))]
 
-    def _tensor_view(self, arena: np.ndarray, tensor: str) -> np.ndarray:
-        """Tensor `tensor` in `arena`, with the plan's pixel pitch (strides say it)."""
+    def _tensor_view(self, arena: np.ndarray, tensor: str, whole: bool = False) -> np.ndarray:
+        """Tensor `tensor` in `arena`, with the plan's pixel pitch (strides say it) and inside its
+        halo (`whole`: the halo included)."""
         info, off = self.graph.tensors[tensor], self.plan.offsets[tensor]
         flat = arena[off:off + self.plan.nbytes[tensor]].view(info.dtype)
         if not info.shape:
             return flat.reshape(())
-        rows = flat.reshape(*info.shape[:-1], self.plan.pitches[tensor] // flat.itemsize)
-        return rows[..., :info.shape[-1]]
+        halo = self.plan.halos.get(tensor)
+        shape = planner.storage_shape(info.shape, halo)
+        rows = flat.reshape(*shape[:-1], self.plan.pitches[tensor] // flat.itemsize)
+        view = rows[..., :info.shape[-1]]
+        if halo is None or whole:
+            return view
+        top, left = halo[0], halo[1]
+        return view[:, top:top + info.shape[1], left:left + info.shape[2]]
 
     def _step(self, i: int, weight_views: dict) -> scheduler.Step:
         g, d = self.graph, self.decisions[i]
@@ -164,6 +176,8 @@ class QpuModel:
                 raise InputSpecError(f"input {spec.tensor!r}: expected {view.dtype}"
                                      f"{list(view.shape)} (internal layout), got {x.dtype}"
                                      f"{list(x.shape)}")
+            if spec.tensor in self.host_halo_views:      # zeros around the image, every time:
+                self.host_halo_views[spec.tensor][...] = 0   # other tensors reuse the bytes
             np.copyto(view, x)
 
     def run(self, feeds: dict, keep: bool = False) -> dict:

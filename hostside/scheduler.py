@@ -46,6 +46,9 @@ class KernelChoice:
     in_place: Callable[[Graph, Node], tuple] = lambda graph, node: ()
     #: byte alignment the kernel needs for its activation and weight operands
     align: int = 64
+    #: `input_halo(graph, node) -> (top, left, bottom, right)`: a border of zeros the kernel
+    #: reads around input 0 (the planner reserves it, the host writes it); None: no halo
+    input_halo: Optional[Callable[[Graph, Node], tuple]] = None
 
     def load(self) -> tuple:
         """(module, None) or (None, why it cannot be used)."""
@@ -349,6 +352,54 @@ CONV_DEPTHWISE = KernelChoice("conv_depthwise", "qpu_kernels.conv_depthwise", ("
                               _depthwise_reject, _depthwise_pack, _depthwise_build)
 
 
+def _stem_reject(graph: Graph, node: Node) -> Optional[str]:
+    why = _const_weights(graph, node)
+    if why:
+        return why
+    x = graph.tensors[node.inputs[0]].shape
+    o, kh, kw, ci = graph.tensors[node.inputs[1]].shape
+    a = node.attrs
+    if a["groups"] != 1:
+        return f"groups={a['groups']} (it runs full convolutions)"
+    if (kh, kw) == (1, 1):
+        return "a 1x1 kernel (a matrix product)"
+    if kh * kw * ci < 2:
+        return f"K = {kh * kw * ci} (the matrix product needs at least 2)"
+    if a["dilations"] != (1, 1) or a["strides"][0] != a["strides"][1]:
+        return f"strides {a['strides']} / dilations {a['dilations']} (equal strides, no dilation)"
+    if x[0] != 1:
+        return f"batch {x[0]} (it runs batch 1)"
+    if node.inputs[0] not in {s.tensor for s in graph.inputs}:
+        return ("its input is computed by another step (it reads a zero halo that the host writes "
+                "around a graph input)")
+    if passes.is_residual_conv(node):
+        return "a fused residual add"
+    return None
+
+
+def _stem_pack(module: Any, graph: Graph, node: Node) -> dict:
+    _, ho, wo, _ = graph.tensors[node.outputs[0]].shape
+    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    return {"panels": module.pack_weights(graph.constants[node.inputs[1]], b, ho * wo)}
+
+
+def _stem_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:
+    _, h, w, ci = graph.tensors[node.inputs[0]].shape
+    o, kh, kw, _ = graph.tensors[node.inputs[1]].shape
+    x, y = io[node.inputs[0]], io[node.outputs[0]]
+    return module.build(drv, h, w, ci, o, kh, kw, x.address, x.strides[2], x.strides[1],
+                        weights["panels"], y.address, y.strides[2], y.strides[1],
+                        stride=node.attrs["strides"][0], pads=node.attrs["pads"],
+                        act=node.attrs["activation"])
+
+
+# a network's first convolution (3x3, stride 2, RGB in) as an SGEMM over the im2col matrix that
+# the TMU gathers from a zero-haloed graph input
+CONV_STEM = KernelChoice("conv_stem", "qpu_kernels.conv_stem", ("conv2d",), _stem_reject,
+                         _stem_pack, _stem_build,
+                         input_halo=lambda graph, node: tuple(node.attrs["pads"]))
+
+
 def _global_average_reject(graph: Graph, node: Node) -> Optional[str]:
     x = graph.tensors[node.inputs[0]].shape
     if len(x) != 4:
@@ -392,4 +443,4 @@ GLOBAL_AVERAGE = KernelChoice("global_average", "qpu_kernels.pooling",
                               _global_average_build)
 
 #: the QPU kernels the scheduler tries, in order of preference
-KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, SGEMM, GLOBAL_AVERAGE)
+KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, CONV_STEM, SGEMM, GLOBAL_AVERAGE)

@@ -205,3 +205,18 @@ def test_pitch_only_where_allowed_and_never_for_views():
     plan = planner.plan_arena(flat, pitched=lambda t: True)
     assert plan.pitches["x"] == 2048                    # a view's bytes stay dense
     assert planner.pixel_pitch_bytes((1, 4, 4, 512), 1) == 512   # uint8: no QPU kernel reads it
+
+
+def test_halo_is_reserved_with_its_tensor_and_shared_with_no_in_place_write():
+    g = chain([3, 8, 8])
+    plan = planner.plan_arena(g, in_place=lambda node: (0,), halos={"x": (0, 0, 1, 1)})
+    assert plan.halos == {"x": (0, 0, 1, 1)}
+    assert plan.nbytes["x"] == 1 * 5 * 5 * 12            # (4 + 1) x (4 + 1) pixels of 3 floats
+    assert plan.in_place.get("c0") is None                 # c0 may not write over x's halo
+    planner.check_plan(g, plan)
+    with pytest.raises(Exception, match="halo needs an NHWC tensor"):
+        flat = Graph()
+        x = flat.add_input("x", (1, 4, 4, 8), "float32").tensor
+        (y,) = flat.add_node("reshape", [x], shape=(1, 128))
+        flat.add_output(y)
+        planner.plan_arena(flat, halos={"x": (1, 1, 1, 1)})
