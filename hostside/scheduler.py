@@ -285,6 +285,38 @@ SGEMM = KernelChoice("sgemm", "qpu_kernels.sgemm", ("conv2d", "fully_connected")
                      _sgemm_reject, _sgemm_pack, _sgemm_build)
 
 
+def _gemv_reject(graph: Graph, node: Node) -> Optional[str]:
+    why = _sgemm_reject(graph, node)
+    if why:
+        return why
+    m, k, _ = _gemm_shape(graph, node)
+    if m != 1:
+        return f"M = {m} rows (the matrix-vector kernel takes one)"
+    if k < 4:
+        return f"K = {k} (it streams at least 4 weight rows)"
+    if passes.is_residual_conv(node):
+        return "a fused residual add"
+    return None
+
+
+def _gemv_pack(module: Any, graph: Graph, node: Node) -> dict:
+    _, k, n = _gemm_shape(graph, node)
+    w = graph.constants[node.inputs[1]]
+    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    return {"blocks": module.pack_weights(w.reshape(n, k).T, b)}
+
+
+def _gemv_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:
+    _, k, n = _gemm_shape(graph, node)
+    return module.build(drv, k, n, io[node.inputs[0]].address, weights["blocks"].address,
+                        io[node.outputs[0]].address, act=node.attrs["activation"])
+
+
+# a classifier over one feature vector: every weight read once, at SDRAM speed
+GEMV = KernelChoice("gemv", "qpu_kernels.gemv", ("conv2d", "fully_connected"), _gemv_reject,
+                    _gemv_pack, _gemv_build)
+
+
 def _pointwise_pack(module: Any, graph: Graph, node: Node) -> dict:
     m, _, _ = _gemm_shape(graph, node)
     b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
@@ -443,4 +475,4 @@ GLOBAL_AVERAGE = KernelChoice("global_average", "qpu_kernels.pooling",
                               _global_average_build)
 
 #: the QPU kernels the scheduler tries, in order of preference
-KERNEL_CHOICES: tuple = (CONV_POINTWISE, CONV_DEPTHWISE, CONV_STEM, SGEMM, GLOBAL_AVERAGE)
+KERNEL_CHOICES: tuple = (GEMV, CONV_POINTWISE, CONV_DEPTHWISE, CONV_STEM, SGEMM, GLOBAL_AVERAGE)

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from vc4infer.qpu import QpuCheckWarning, assemble_program
 
-from . import bench_dma, bench_sgemm, conv_depthwise, sgemm
+from . import bench_dma, bench_sgemm, conv_depthwise, gemv, sgemm
 
 
 def _act_name(act: Optional[str]) -> str:
@@ -32,6 +32,8 @@ def variants() -> Iterator[Tuple[str, Callable, tuple]]:
             yield stem, sgemm.sgemm_kernel, (nt, act, False, sgemm.MAX_TMU_DEPTH, True)
     for act in conv_depthwise.ACTIVATIONS:
         yield f"conv_depthwise_{_act_name(act)}", conv_depthwise.depthwise_kernel, (act,)
+    for act in gemv.ACTIVATIONS:
+        yield f"gemv_{_act_name(act)}", gemv.gemv_kernel, (act,)
     yield "bench_sgemm", bench_sgemm.sgemm_kernel, ()
     yield "bench_dma_vector_add", bench_dma.vector_add_kernel, ()
 

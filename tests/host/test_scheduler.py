@@ -164,7 +164,7 @@ def test_matrix_product_steps_match_neon_within_rounding(drv):
     qm = QpuModel(g, drv)
     where = qm.placement()
     assert where["expand"] == where["project"] == "qpu:conv_pointwise"
-    assert where["fc"] == "qpu:sgemm"
+    assert where["fc"] == "qpu:gemv"                    # one row: the matrix-vector kernel
     assert where["pool"] == "qpu:global_average"
     assert where["bn"] == "fused into expand" and where["residual"] == "fused into project"
     feeds = feeds_for(g, 3)
@@ -240,7 +240,7 @@ def test_a_kernel_refusing_at_build_time_leaves_the_layer_to_neon(drv):
     # 2100 output columns: the sgemm's DMA store stride field (13 bits) cannot skip the rest of
     # a 8400-byte row, which only the builder finds out
     g = Graph()
-    g.add_input("x", (1, 8), "float32")
+    g.add_input("x", (2, 8), "float32")               # two rows: the sgemm, not the gemv
     g.add_constant("w", rand(2100, 8))
     (y,) = g.add_node("fully_connected", ["x", "w"], name="fc", activation="relu")
     g.add_output(y)

@@ -73,16 +73,17 @@ def run_tflite(backend, version, alpha, size):
 
 
 def assert_where(graph, counts):
-    """Every conv2d (the 3x3 stem on conv_stem), the pooling and the classifier on the QPUs; only
-    a softmax left to the CPU."""
+    """Every conv2d (the 3x3 stem on conv_stem), the pooling and the classifier (gemv) on the
+    QPUs; only a softmax left to the CPU."""
     ops_ = [n.op for n in graph.nodes]
     convs = ops_.count("conv2d")
     depthwise = sum(1 for n in graph.nodes if n.op == "conv2d" and n.attrs["groups"] > 1)
     assert counts["qpu:conv_depthwise"] == depthwise
     assert counts["qpu:conv_stem"] == 1
-    assert counts["qpu:conv_pointwise"] == convs - depthwise - 1     # all but the 3x3 stem
-    # the classifier: fully_connected on sgemm (TFLite v1 has a 1x1 conv instead)
-    assert counts.get("qpu:sgemm", 0) == ops_.count("fully_connected")
+    # the classifier (fully_connected, or TFLite v1's 1x1 conv) on the matrix-vector kernel
+    assert counts["qpu:gemv"] == 1
+    classifier_conv = 1 if ops_.count("fully_connected") == 0 else 0
+    assert counts["qpu:conv_pointwise"] == convs - depthwise - 1 - classifier_conv   # not the stem
     # the global average pool / spatial mean on the transposed-read SGEMM
     # (TFLite v1: an avg_pool2d whose window is the whole image)
     pools = ("global_avg_pool", "mean", "avg_pool2d")

@@ -66,13 +66,17 @@ def setup_vpm_read(asm: Assembler, nrows, mode="32bit horizontal", Y=0, stride=1
     asm.ldi(REGISTERS["vpmvcd_rd_setup"], word)
 
 
-def setup_vpm_write(asm: Assembler, mode="32bit horizontal", stride=1, Y=0, X=0, B=0, H=0):
-    """Generic VPM block write starting at (Y, X), advancing by `stride` after each vector."""
+def vpm_write_setup_word(mode="32bit horizontal", stride=1, Y=0, X=0, B=0, H=0) -> int:
+    """The setup word of a generic VPM block write (for kernels that pass it as a uniform)."""
     size, laned, horizontal = _vpm_mode(mode)
-    word = isa.encode_fields(
+    return isa.encode_fields(
         isa.VPM_GENERIC_WRITE_FIELDS, stride=_int_in("stride", stride, 0, 63), horizontal=horizontal,
         laned=laned, size=size, addr=_vpm_address(size, horizontal, Y, X, B, H))
-    asm.ldi(REGISTERS["vpmvcd_wr_setup"], word)
+
+
+def setup_vpm_write(asm: Assembler, mode="32bit horizontal", stride=1, Y=0, X=0, B=0, H=0):
+    """Generic VPM block write starting at (Y, X), advancing by `stride` after each vector."""
+    asm.ldi(REGISTERS["vpmvcd_wr_setup"], vpm_write_setup_word(mode, stride, Y, X, B, H))
 
 
 def _dma_mode(mode: str, offset) -> Tuple[int, int]:

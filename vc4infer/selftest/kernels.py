@@ -1,7 +1,7 @@
 """Shape sweeps of the QPU kernels in qpu_kernels/ (sgemm, conv_pointwise, conv_depthwise,
-conv_stem, pooling), each against the NEON runtime (hostside.neon, numpy float32) with the float32 bound of
-`compare.sum_bound`. One `sweep(...)` declaration per kernel module; the sweeps include the edges
-that break tilings: sizes that are not multiples of 16, one channel, 1000 channels (ImageNet
+conv_stem, gemv, pooling), each against the NEON runtime (hostside.neon, numpy float32) with the
+float32 bound of `compare.sum_bound`. One `sweep(...)` declaration per kernel module; the sweeps
+include the edges that break tilings: sizes that are not multiples of 16, one channel, 1000 channels (ImageNet
 classes), stride 2, asymmetric padding and the smallest K the kernel takes. Operands are allocated
 at their exact sizes (on the emulator a read past one faults) and outputs sit in a guard frame (a
 write past one shows).
@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from hostside import neon
-from qpu_kernels import conv_depthwise, conv_pointwise, conv_stem, pooling, sgemm
+from qpu_kernels import conv_depthwise, conv_pointwise, conv_stem, gemv, pooling, sgemm
 
 from .compare import GuardedOutput, compare_guarded, sum_bound
 from .registry import CaseContext, Outcome, sweep
@@ -98,6 +98,28 @@ sweep("conv_pointwise", check_conv_pointwise, [
     dict(h=9, w=11, cin=20, cout=33, act="relu", residual=True),
 ], quick=(0, 1, 2),
     label=lambda p: f"{p['h']}x{p['w']}x{p['cin']}->{p['cout']} {_act_label(p)}")
+
+
+def check_gemv(ctx: CaseContext, k: int, n: int, act: Optional[str] = None) -> Outcome:
+    """y = act(x @ W + bias) for one row x (the classifier's matrix-vector kernel)."""
+    drv = ctx.drv
+    x, w, bias = _normal(ctx, 1, k), _normal(ctx, k, n), _normal(ctx, n)
+    x_gpu = drv.copy(x[0])
+    packed = drv.copy(gemv.pack_weights(w, bias))
+    y = GuardedOutput(drv, 1, n)
+    ctx.run(gemv.build(drv, k, n, x_gpu.address, packed.address, y.view.address, act))
+    reference = neon.fully_connected(x, w.T, bias, act)
+    magnitude = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64) + np.abs(bias)
+    return compare_guarded(y, reference, sum_bound(magnitude, k + 2))
+
+
+sweep("gemv", check_gemv, [
+    dict(k=4, n=1),                                        # the smallest: K = 4, one output
+    dict(k=13, n=40, act="relu6"),                         # a remainder step, a partial block
+    dict(k=1024, n=1001),                                  # MobileNet v1's classifier
+    dict(k=1280, n=1000),                                  # MobileNet v2's
+], quick=(0, 1),
+    label=lambda p: f"{p['k']}->{p['n']} {p.get('act') or 'linear'}")
 
 
 def check_conv_depthwise(ctx: CaseContext, h: int, w: int, c: int, stride: int = 1,
