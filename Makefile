@@ -11,7 +11,7 @@ VENV_STAMP    := $(VENV)/.stamp-venv
 DEV_STAMP     := $(VENV)/.stamp-dev
 WEIGHTS_STAMP := $(VENV)/.stamp-weights
 
-.PHONY: install test test-all bench demo kernels lint clean
+.PHONY: install test test-all bench speed-table demo kernels lint clean
 
 # A venv made by hand (the README's Quick start) is kept; only a missing one is created.
 $(VENV_STAMP):
@@ -38,6 +38,14 @@ test-all: install
 bench: install
 	$(BIN)/vc4infer bench --emulator
 	$(BIN)/python -m hostside.bench_neon
+
+# the README's speed table: MobileNet v1 and v2 at each V3D clock, modelled on the emulator
+speed-table: install
+	mkdir -p out/speed
+	for m in mobilenet_v1 mobilenet_v2; do for c in 250 300 400; do \
+		$(BIN)/vc4infer bench --model $$m --backend emu --clock $$c --runs 1 --json out/speed/$$m-$$c.json > /dev/null || exit 1; \
+	done; done
+	$(BIN)/python -m vc4infer.report out/speed/*.json
 
 demo: install
 	$(BIN)/vc4infer classify demos/images/*.png --model mobilenet_v2 --top 3

@@ -123,3 +123,14 @@ def test_bench_startup_compiles_cold_in_a_cache_of_its_own():
     assert float(cold.group(1)) > float(warm.group(1))
     after = {p: os.stat(os.path.join(folder, p)).st_mtime_ns for p in before}
     assert after == before
+
+
+def test_readme_table_from_json_reports(small_v2, tmp_path):
+    from vc4infer.report import markdown_table
+
+    _, data = _emu_report(small_v2, tmp_path)
+    table = markdown_table([data]).splitlines()
+    assert table[0].startswith("| Model | Backend | V3D clock | Total |")
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[1:3] == ["emu", "400 MHz"]
+    assert cells[3] == f"{data['totals']['ms']:.1f} ms" and cells[-1].startswith("modelled")

@@ -181,3 +181,36 @@ def this_host() -> str:
     except OSError:
         pass
     return f"{platform.machine()} ({model or platform.processor() or platform.system()})"
+
+
+def markdown_table(reports: List[dict]) -> str:
+    """A README table from `Report.to_json()` objects: one line per model and clock."""
+    lines = ["| Model | Backend | V3D clock | Total | QPU | host (A53 est.) | QPU floor | ratio | "
+             "launches | times |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(reports, key=lambda r: (r["model"], r["clock_mhz"])):
+        t = r["totals"]
+        ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}"
+        lines.append(f"| {r['model']} | {r['backend']} | {r['clock_mhz']} MHz | {t['ms']:.1f} ms | "
+                     f"{t['qpu_ms']:.1f} ms | {t['host_ms']:.1f} ms | {t['floor_ms']:.1f} ms | "
+                     f"{ratio} | {t['launches']} | {r['times']} (vc4infer {r['version']}) |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m vc4infer.report FILE.json...`: the README's speed table from bench --json."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("files", nargs="+", help="JSON files written by vc4infer bench --json")
+    args = parser.parse_args(argv)
+    reports = []
+    for path in args.files:
+        with open(path) as f:
+            reports.append(json.load(f))
+    print(markdown_table(reports))
+
+
+if __name__ == "__main__":
+    main()

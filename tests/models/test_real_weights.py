@@ -84,3 +84,23 @@ def test_v1_and_v2_agree(v1, v2, image):
     assert np.argmax(p1) == np.argmax(p2)
     assert len(set(np.argsort(-p1)[:5]) & set(np.argsort(-p2)[:5])) >= 3
     assert np.corrcoef(p1, p2)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2"])
+def test_every_layer_of_the_trained_mobilenets_runs_on_the_qpus(name, backend):
+    """The stem, every batch norm (TF-slim's are mul + add) and the classifier included: nothing
+    but views is left to the CPU; and the top-5 of every sample photo is NEON's."""
+    entry = zoo.get(name)
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"{name} needs {entry.package}: {entry.pip}")
+    with vc4infer.load(name, backend=backend) as qpu:
+        where = qpu.placement()
+        assert all(w.startswith(("qpu:", "fused into", "view")) for w in where.values()), \
+            {k: w for k, w in where.items() if not w.startswith(("qpu:", "fused into", "view"))}
+        kernels = {w for w in where.values() if w.startswith("qpu:")}
+        assert {"qpu:conv_stem", "qpu:conv_depthwise", "qpu:conv_pointwise", "qpu:gemv",
+                "qpu:global_average"} <= kernels
+        neon = vc4infer.load(name, backend="neon")
+        for photo in ("chelsea.png", "coffee.png", "rocket.jpg"):
+            got = [i for i, _, _ in qpu.classify(IMAGES / photo, top=5)]
+            assert got == [i for i, _, _ in neon.classify(IMAGES / photo, top=5)], photo
