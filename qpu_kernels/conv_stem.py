@@ -69,7 +69,7 @@ def build(drv, h: int, w: int, cin: int, cout: int, kh: int, kw: int, in_address
     k = _gemm_k(kh, kw, cin)
     depth = min(sgemm.MAX_TMU_DEPTH, k)
     m = ho * wo
-    nt = sgemm.panel_width(m, cout)
+    nt = sgemm.panel_width(m, k, cout)
     dy, dx, ci = np.unravel_index(np.arange(k), (kh, kw, cin))
     offsets = dy * in_row_stride + dx * in_pixel_stride + 4 * ci
     sgemm.set_gather_offsets(panels, k, nt, depth, offsets)

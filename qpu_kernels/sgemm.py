@@ -245,11 +245,16 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     launching.emit_join_and_exit(asm, thread, n_threads, BANK_LOCKS[:banks])
 
 
-def panel_width(m: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
-    """The NT of `PANEL_WIDTHS` with the fewest modelled instructions on the busiest QPU."""
+def panel_width(m: int, k: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
+    """The NT of `PANEL_WIDTHS` whose busiest QPU or VDW finishes first (modelled cycles): the
+    k-loops of the busiest instance, or the stores of every tile, which queue for the one VDW
+    engine, and with one VPM bank (NT = 48) also for the bank, while the VPM is written."""
     def cost(nt):
         tiles = math.ceil(m / ROWS) * math.ceil(n / nt)
-        return math.ceil(tiles / n_qpus) * (nt + K_STEP_OVERHEAD), -nt
+        compute = math.ceil(tiles / n_qpus) * _tile_cycles(k, nt, False)
+        locked_writes = 4 * nt if vpm_banks(nt) == 1 else 0
+        stores = tiles * ((nt // 16) * STORE_BLOCK_CYCLES + locked_writes)
+        return max(compute, stores), -nt
     return min(PANEL_WIDTHS, key=cost)
 
 
@@ -265,7 +270,7 @@ def pack_weights(b: np.ndarray, bias: Optional[np.ndarray], m: int,
     bias = np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(-1)
     if bias.shape != (n,):
         raise KernelShapeError(f"bias of {bias.size} values for N = {n} columns")
-    nt = panel_width(m, n)
+    nt = panel_width(m, k, n)
     panels = math.ceil(n / nt)
     padded = np.zeros((k + 1, panels * nt), np.float32)
     padded[:k, :n] = b
@@ -337,7 +342,7 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
         if residual_address < c_address + c_span and c_address < residual_address + r_span:
             raise KernelShapeError("R overlaps C: the kernel reads R through the TMU while it "
                                    "stores C, so give R its own buffer")
-    nt = panel_width(m, n)
+    nt = panel_width(m, k, n)
     panel_bytes = 4 * panel_words(k, nt)
     records = []
     # panel-major: the instances running side by side stream the same panel (L2 hits)

@@ -25,7 +25,7 @@ def run_sgemm(drv, m, k, n, act=None, residual=False, a_pad=0, seed=0, corrupt=N
     bias = rng.standard_normal(n).astype(np.float32)
     packed = sgemm.pack_weights(b, bias, m)
     if corrupt is not None:
-        corrupt(packed.reshape(-1, k + 1, sgemm.panel_width(m, n)))
+        corrupt(packed.reshape(-1, k + 1, sgemm.panel_width(m, k, n)))
     weights = drv.copy(packed)
     whole, c = guarded(drv, m, n)
     r = drv.copy(rng.standard_normal((m, n)).astype(np.float32)) if residual else None
@@ -86,7 +86,7 @@ def test_panel_layout():
     k, n, m = 3, 40, 64
     b = np.arange(k * n, dtype=np.float32).reshape(k, n) + 1
     bias = -np.arange(n, dtype=np.float32) - 1
-    nt = sgemm.panel_width(m, n)
+    nt = sgemm.panel_width(m, k, n)
     packed = sgemm.pack_weights(b, bias, m).reshape(-1, k + 1, nt)
     assert packed.shape[0] == -(-n // nt)
     for p in range(packed.shape[0]):
@@ -107,7 +107,7 @@ def test_work_splits_into_several_launches(drv, monkeypatch):
 def test_barrier_rounds_across_several_launches(drv, monkeypatch):
     """Each launch's instances meet at the barrier as many times as the fewest tiles any of
     them has: no instance waits for one that has finished (a wrong count would hang)."""
-    nt = sgemm.panel_width(192, 100)
+    nt = sgemm.panel_width(192, 300, 100)
     assert sgemm.barrier_pays(192, 300, nt)
     per_tile = sgemm._tile_cycles(300, nt, False)
     monkeypatch.setattr(launch, "launch_budget_cycles", lambda drv: 2.5 * per_tile)
@@ -174,3 +174,13 @@ def test_programs_are_assembled_once_per_driver_and_shape_class(drv):
     first = launch.cached_program(drv, sgemm.sgemm_kernel, 16, None, False, 2)
     assert launch.cached_program(drv, sgemm.sgemm_kernel, 16, None, False, 2) is first
     assert launch.cached_program(drv, sgemm.sgemm_kernel, 16, "relu", False, 2) is not first
+
+
+def test_panel_width_weighs_k_loops_against_queued_stores():
+    # long k-loops: the widest panel streams each A column into the most accumulators
+    assert sgemm.panel_width(196, 512, 512) == 48
+    # 64 columns: four 16-wide panels fill 12 QPUs better than two 48-wide ones (the second half
+    # empty) or 32-wide ones
+    assert sgemm.panel_width(196, 384, 64) == 16
+    # K = 32: the stores outweigh the k-loops, and 48-wide tiles would share one VPM bank
+    assert sgemm.panel_width(784, 32, 192) == 32
