@@ -263,11 +263,16 @@ def _sgemm_reject(graph: Graph, node: Node) -> Optional[str]:
     return None
 
 
-def _sgemm_pack(module: Any, graph: Graph, node: Node) -> dict:
-    m, k, n = _gemm_shape(graph, node)
-    w = graph.constants[node.inputs[1]]
+def _matrix_and_bias(graph: Graph, node: Node) -> tuple:
+    """(B as a K x N matrix, bias or None) of a 1x1 conv2d or a fully_connected node."""
+    _, k, n = _gemm_shape(graph, node)
     b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
-    return {"panels": module.pack_weights(w.reshape(n, k).T, b, m)}
+    return graph.constants[node.inputs[1]].reshape(n, k).T, b
+
+
+def _sgemm_pack(module: Any, graph: Graph, node: Node) -> dict:
+    return {"panels": module.pack_weights(*_matrix_and_bias(graph, node),
+                                          _gemm_shape(graph, node)[0])}
 
 
 def _sgemm_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:
@@ -300,10 +305,7 @@ def _gemv_reject(graph: Graph, node: Node) -> Optional[str]:
 
 
 def _gemv_pack(module: Any, graph: Graph, node: Node) -> dict:
-    _, k, n = _gemm_shape(graph, node)
-    w = graph.constants[node.inputs[1]]
-    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
-    return {"blocks": module.pack_weights(w.reshape(n, k).T, b)}
+    return {"blocks": module.pack_weights(*_matrix_and_bias(graph, node))}
 
 
 def _gemv_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict, weights: dict) -> list:

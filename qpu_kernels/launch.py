@@ -151,25 +151,13 @@ def emit_barrier(asm, thread, n_threads, rounds) -> None:
         asm.mov(asm.r0, n_threads)                   # delay slots: instance 0's arrival count
         asm.nop()
         asm.nop()
-        asm.L.collect
-        asm.sema_down(arrive)
-        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
-        asm.jzc(asm.L.collect)
-        asm.nop()
-        asm.nop()
-        asm.nop()
+        _emit_repeat_r0(asm, "collect", lambda: asm.sema_down(arrive))
         asm.isub(asm.r0, n_threads, 1, set_flags=True)   # release the n - 1 others
         asm.jzs(asm.L.done)
         asm.nop()
         asm.nop()
         asm.nop()
-        asm.L.release
-        asm.sema_up(release)
-        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
-        asm.jzc(asm.L.release)
-        asm.nop()
-        asm.nop()
-        asm.nop()
+        _emit_repeat_r0(asm, "release", lambda: asm.sema_up(release))
         asm.jmp(asm.L.done)
         asm.nop()
         asm.nop()
@@ -177,6 +165,17 @@ def emit_barrier(asm, thread, n_threads, rounds) -> None:
         asm.L.wait
         asm.sema_down(release)
         asm.L.done
+
+
+def _emit_repeat_r0(asm, name: str, body) -> None:
+    """QPU code: run `body()` r0 times (r0 >= 1), counting r0 down to 0."""
+    asm.L[name]
+    body()
+    asm.isub(asm.r0, asm.r0, 1, set_flags=True)
+    asm.jzc(asm.L[name])
+    asm.nop()
+    asm.nop()
+    asm.nop()
 
 
 def emit_join_and_exit(asm, thread, n_threads, locks: Sequence[int] = ()) -> None:
@@ -191,13 +190,7 @@ def emit_join_and_exit(asm, thread, n_threads, locks: Sequence[int] = ()) -> Non
         asm.nop()
         asm.nop()
         asm.mov(asm.r0, n_threads)
-        asm.L.wait
-        asm.sema_down(DONE_SEMAPHORE)
-        asm.isub(asm.r0, asm.r0, 1, set_flags=True)
-        asm.jzc(asm.L.wait)
-        asm.nop()
-        asm.nop()
-        asm.nop()
+        _emit_repeat_r0(asm, "wait", lambda: asm.sema_down(DONE_SEMAPHORE))
         for sem in locks:
             asm.sema_down(sem)
         asm.exit(interrupt=True)
