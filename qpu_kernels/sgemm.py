@@ -19,8 +19,9 @@ b+1 overlap the DMA of block b. The VPM is shared by all QPUs: tiles of up to 32
 of two 32-row banks (even instances bank 0, odd ones bank 1), each guarded by a semaphore used as
 a lock, so one bank is filled while the other one's DMA runs; 48-column tiles use one 48-row bank.
 
-Tiles are ordered panel-major and dealt to 12 QPUs round-robin (`launch.split_items`), so the
-QPUs running side by side stream the same panel (L2 hits); every QPU reads its own uniforms row:
+Tiles are ordered panel-major (or row-tile-major for a few small panels: `rows_first`) and dealt
+to 12 QPUs round-robin (`launch.split_items`), so the QPUs running side by side stream the same
+panel, or read the same A rows (L2 hits); every QPU reads its own uniforms row:
 a header, then one record per tile. A may also be read transposed (`a_column_step`), which makes
 a global average pool an SGEMM (qpu_kernels.pooling). The *gather* variant reads A[i, k] at
 A_row(i) + offset[k], the offsets streamed with the panel (`gather_depth`): an im2col read of
@@ -345,16 +346,40 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
     nt = panel_width(m, k, n)
     panel_bytes = 4 * panel_words(k, nt)
     records = []
-    # panel-major: the instances running side by side stream the same panel (L2 hits)
-    for p in range(math.ceil(n / nt)):
-        for i0 in range(0, m, ROWS):
-            r_row0 = None if residual_address is None else residual_address + i0 * residual_stride
-            records.append(functools.partial(
-                tile_record, a_address + i0 * a_stride, min(ROWS, m - i0),
-                weights_address + p * panel_bytes, c_address + i0 * c_stride, c_stride, p * nt, n,
-                nt, r_row0=r_row0))
+    panels, row_tiles = math.ceil(n / nt), math.ceil(m / ROWS)
+    tiles = [(p, i0) for p in range(panels) for i0 in range(0, m, ROWS)]
+    if rows_first(row_tiles, panels, 4 * ROWS * k, panel_bytes):
+        tiles.sort(key=lambda tile: (tile[1], tile[0]))
+    for p, i0 in tiles:
+        r_row0 = None if residual_address is None else residual_address + i0 * residual_stride
+        records.append(functools.partial(
+            tile_record, a_address + i0 * a_stride, min(ROWS, m - i0),
+            weights_address + p * panel_bytes, c_address + i0 * c_stride, c_stride, p * nt, n,
+            nt, r_row0=r_row0))
     return launches_of(drv, records, k, nt, act, residual, a_stride, residual_stride or 0,
                        a_column_step, barrier_pays(m, k, nt))
+
+
+#: how much more an SDRAM byte of the weight panel costs than one of A (`rows_first`); chosen
+#: between the two pure cases: 1 when latency is fully hidden, 2 when fully exposed
+PANEL_MISS_WEIGHT = 1.5
+
+
+def rows_first(row_tiles: int, panels: int, a_tile_bytes: int, panel_bytes: int,
+               n_qpus: int = isa.NUM_QPUS) -> bool:
+    """Whether to deal the tiles row-tile-major instead of panel-major. The instances running
+    side by side share, through the L2, the panels and A tiles they read at the same time; the
+    order whose round of n_qpus tiles fetches fewer bytes from SDRAM wins: panel-major (a panel
+    shared by up to n_qpus row tiles) for many or large panels, row-major (A shared by the
+    panels) for a few small ones. Panel bytes weigh PANEL_MISS_WEIGHT times as much: a miss in
+    the uniform stream stalls the QPU for the whole fetch, where four TMU requests in flight
+    hide part of an A fetch."""
+    def round_bytes(outer: int, inner: int, outer_bytes: float, inner_bytes: float) -> float:
+        outer_in_round = math.ceil(n_qpus / inner) if inner < n_qpus else 1
+        return min(outer_in_round, outer) * outer_bytes + min(n_qpus, inner) * inner_bytes
+    weighted_panel = PANEL_MISS_WEIGHT * panel_bytes
+    return round_bytes(row_tiles, panels, a_tile_bytes, weighted_panel) < \
+        round_bytes(panels, row_tiles, weighted_panel, a_tile_bytes)
 
 
 def launches_of(drv, records: list, k: int, nt: int, act: Optional[str], residual: bool,

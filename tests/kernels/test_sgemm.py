@@ -184,3 +184,20 @@ def test_panel_width_weighs_k_loops_against_queued_stores():
     assert sgemm.panel_width(196, 384, 64) == 16
     # K = 32: the stores outweigh the k-loops, and 48-wide tiles would share one VPM bank
     assert sgemm.panel_width(784, 32, 192) == 32
+
+
+def test_tiles_go_row_major_only_for_a_few_small_panels():
+    # MobileNet v2's 14x14 projections (K = 384, N = 64: four 16-wide panels): A shared by the
+    # panels costs less than each of 12 row tiles reading its own A for one panel
+    assert sgemm.rows_first(13, 4, 4 * 16 * 384, 4 * 385 * 16)
+    # v1's 14x14x512 -> 512: eleven 48-wide panels, each shared by 12 row tiles
+    assert not sgemm.rows_first(13, 11, 4 * 16 * 512, 4 * 513 * 48)
+    # 7x7 inputs: four row tiles share a panel in either order; panel-major keeps fewer panels live
+    assert not sgemm.rows_first(4, 5, 4 * 16 * 960, 4 * 961 * 32)
+
+
+def test_row_major_tiles_compute_the_same_product(drv):
+    m, k, n = 200, 40, 64
+    nt = sgemm.panel_width(m, k, n)
+    assert sgemm.rows_first(-(-m // 16), -(-n // nt), 4 * 16 * k, 4 * sgemm.panel_words(k, nt))
+    run_sgemm(drv, m, k, n, "relu6")
