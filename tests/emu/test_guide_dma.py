@@ -9,6 +9,7 @@ documents: the load pitch is start-to-start, the store stride end-to-start.
 # ruff: noqa: F821, B018 - py-videocore style: a @qpu function finds the DSL names in its
 # globals while it runs; `L.name` statements define labels
 import numpy as np
+import pytest
 
 from vc4infer.qpu import qpu
 
@@ -144,6 +145,23 @@ def test_extended_load_pitch(drv):
     x = drv.copy(np.arange(16 * 40, dtype=np.uint32).reshape(16, 40))     # 160-byte rows
     y = drv.alloc((16, 16), "uint32")
     assert np.array_equal(run(drv, extended_pitch_load, x, y, 160), np.array(x)[:, :16])
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_load_pitch_past_the_guides_13_bits(strict):
+    """MPITCHB is read as 16 bits (py-videocore's SGEMM loads C rows 12288 bytes apart on real
+    Pis); strict mode reports a pitch the guide's 13-bit field could not hold."""
+    from hostside.driver import Driver
+    from vc4infer.emu.errors import UndefinedBehaviourError
+
+    with Driver(backend="emu", strict=strict) as drv:
+        x = drv.copy(np.arange(16 * 3072, dtype=np.uint32).reshape(16, 3072))   # 12288-byte rows
+        y = drv.alloc((16, 16), "uint32")
+        if strict:
+            with pytest.raises(UndefinedBehaviourError, match="MPITCHB.* 12288 bytes"):
+                run(drv, extended_pitch_load, x, y, 12288)
+        else:
+            assert np.array_equal(run(drv, extended_pitch_load, x, y, 12288), np.array(x)[:, :16])
 
 
 @qpu

@@ -518,10 +518,10 @@ def dma_unknown_mode(asm):
     setup_dma_store(nrows=1, mode="64bit horizontal")  # ERR
 
 
-@case("stride=8192 is out of range 0..8191")
+@case("stride=65536 is out of range 0..65535")
 @qpu
 def dma_load_stride_too_large(asm):
-    setup_dma_load_stride(8192)  # ERR
+    setup_dma_load_stride(65536)  # ERR
 
 
 @case("setup_dma_store_stride uses r0 internally")

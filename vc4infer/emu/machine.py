@@ -83,6 +83,9 @@ UNDEFINED_MESSAGES: Dict[int, str] = {
     state.UB_MISALIGNED: "branches to 0x{x:08X}, not a multiple of 8",
     state.UB_UNIF_ADDR_REL: "writes the B-space uniforms address (relative form, undocumented)",
     state.UB_SETUP_AND_VPM: "combines a VPM setup write with a VPM access in one instruction",
+    state.UB_PITCHB_BEYOND_GUIDE: "sets a DMA load pitch (MPITCHB) of {x} bytes, past the 13 bits the "
+                                  "guide documents (the hardware reads 16: py-videocore's SGEMM "
+                                  "relies on it)",
     state.UB_SF_COND_NEVER: "sets flags with an add op whose condition is never while the mul op writes "
                             "(guide: the mul pipe sets them; hardware measurements: nobody does)",
 }

@@ -9,13 +9,15 @@ from vc4infer.emu.jit import jit, jit_inline
 from vc4infer.emu.state import (
     QS_VCD_PITCHB, QS_VCD_SETUP, QS_VDW_SETUP, QS_VDW_STRIDE, QS_VPMR_ADDR, QS_VPMR_HORIZ,
     QS_VPMR_LANED, QS_VPMR_LEFT, QS_VPMR_READY, QS_VPMR_SIZE, QS_VPMR_STRIDE, QS_VPMW_ADDR,
-    QS_VPMW_HORIZ, QS_VPMW_LANED, QS_VPMW_SIZE, QS_VPMW_STRIDE, UB_RESERVED_SETUP,
+    QS_VPMW_HORIZ, QS_VPMW_LANED, QS_VPMW_SIZE, QS_VPMW_STRIDE, UB_PITCHB_BEYOND_GUIDE,
+    UB_RESERVED_SETUP,
     UB_VPM_SETUP_REPLACED)
 from vc4infer.emu.timing import TP_VPM_READ
 from vc4infer.qpu import isa
 
 VPM_WORDS = isa.VPM_USER_ROWS * isa.VPM_ROW_WORDS
 _ROW_MASK = isa.VPM_USER_ROWS - 1
+_PITCHB_FIELD_MASK = (1 << isa.VCD_LOAD_STRIDE_FIELDS["mpitchb"][1]) - 1
 
 
 @jit
@@ -111,7 +113,12 @@ def setup_problem(q, space, v, qs):
                 return UB_VPM_SETUP_REPLACED, qs[q, QS_VPMR_LEFT]
             if ((v >> 8) & 3) == 3:
                 return UB_RESERVED_SETUP, v
-        elif top != isa.VCD_LOAD_STRIDE_ID and top < 8:
+        elif top == isa.VCD_LOAD_STRIDE_ID:
+            if (v & _PITCHB_FIELD_MASK) >> isa.VCD_LOAD_STRIDE_GUIDE_BITS:
+                return UB_PITCHB_BEYOND_GUIDE, v & _PITCHB_FIELD_MASK
+            if (v & 0x0FFFFFFF) & ~_PITCHB_FIELD_MASK:
+                return UB_RESERVED_SETUP, v
+        elif top < 8:
             return UB_RESERVED_SETUP, v
     else:
         top2 = (v >> 30) & 3
@@ -139,7 +146,7 @@ def setup_write(q, space, v, cycle, qs, tp):
             qs[q, QS_VPMR_LANED] = (v >> 10) & 1
             qs[q, QS_VPMR_READY] = cycle + np.int64(tp[TP_VPM_READ])
         elif top == isa.VCD_LOAD_STRIDE_ID:
-            qs[q, QS_VCD_PITCHB] = v & 0x1FFF
+            qs[q, QS_VCD_PITCHB] = v & _PITCHB_FIELD_MASK
         elif top >= 8:
             qs[q, QS_VCD_SETUP] = v
     else:
