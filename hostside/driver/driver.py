@@ -31,6 +31,11 @@ DEFAULT_DATA_AREA_SIZE = 32 * 1024 * 1024
 DEFAULT_CODE_AREA_SIZE = 1024 * 1024
 #: program instances one execute may start: one per QPU of the VideoCore IV
 MAX_THREADS = NUM_QPUS
+#: cache modes of py-videocore's `Driver(cache_mode=...)`, the values of libvcsm / vcsm-cma's cache
+#: types (VCSM_CACHE_TYPE_NONE, _HOST, _VC, _HOST_AND_VC), which py-videocore took from rpi_vcsm:
+#: HOST maps the memory cached on the ARM (the Driver cleans and invalidates it around every
+#: launch), VC lets the GPU side allocate in its L2
+CACHE_NONE, CACHE_HOST, CACHE_VC, CACHE_BOTH = 0, 1, 2, 3
 #: alignment of every allocation (one page: what the hw backend maps anyway)
 ALLOC_ALIGN = 4096
 _driver_ids = itertools.count(1)
@@ -150,6 +155,17 @@ class Array(np.ndarray):
         self._check_alive()
         return np.asarray(self).__reduce__()    # pickles as a plain ndarray
 
+    # --- py-videocore's cache operations ----------------------------------------------------------
+    def clean(self) -> None:
+        """py-videocore: write the ARM cache's copy of this array back. The Driver already does it
+        for every block before each launch, so there is nothing left to do."""
+        self._check_alive()
+
+    def invalidate(self) -> None:
+        """py-videocore: drop the ARM cache's copy of this array. The Driver already does it for
+        every block after each launch, so there is nothing left to do."""
+        self._check_alive()
+
 
 class Program:
     """QPU code copied into GPU memory. `address`: bus address of the first instruction; `code`:
@@ -218,19 +234,32 @@ class Driver:
     """QPU programs and their memory on one backend ("auto", "hw", "emu", or a Backend instance).
 
     `data_area_size` bounds the bytes of arrays plus uniforms, `code_area_size` the bytes of
-    programs. Other keyword arguments go to the backend's constructor (emu: memory_bytes,
-    clock_hz, strict, trace, ...; hw: memory, host_cached). `backend_name` says which backend runs
-    and `backend_reason` why (with "auto": why hw was not usable, when it was not).
+    programs; `max_threads` (py-videocore's name) the program instances of one launch (at most
+    the 12 QPUs); `cache_mode` one of CACHE_NONE, CACHE_HOST, CACHE_VC, CACHE_BOTH (py-videocore's
+    rpi_vcsm constants; on hw CACHE_HOST / CACHE_BOTH map the memory cached on the ARM, elsewhere
+    the mode changes nothing: the emulator's memory is coherent). Other keyword arguments go to
+    the backend's constructor (emu: memory_bytes, clock_hz, strict, trace, ...; hw: memory,
+    host_cached). `backend_name` says which backend runs and `backend_reason` why (with "auto":
+    why hw was not usable, when it was not).
     """
 
     def __init__(self, backend: Union[str, Backend] = "auto",
                  data_area_size: int = DEFAULT_DATA_AREA_SIZE,
-                 code_area_size: int = DEFAULT_CODE_AREA_SIZE, **backend_options: Any):
+                 code_area_size: int = DEFAULT_CODE_AREA_SIZE, max_threads: int = MAX_THREADS,
+                 cache_mode: int = CACHE_NONE, **backend_options: Any):
         from .selection import open_backend
-        for name, value in (("data_area_size", data_area_size), ("code_area_size", code_area_size)):
-            if not isinstance(value, numbers.Integral) or value <= 0:
-                raise DriverError(f"{name}={value!r}: give a positive number of bytes")
+        for name, value in (("data_area_size", data_area_size), ("code_area_size", code_area_size),
+                            ("max_threads", max_threads)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+                raise DriverError(f"{name}={value!r}: give a positive number")
+        if cache_mode not in (CACHE_NONE, CACHE_HOST, CACHE_VC, CACHE_BOTH):
+            raise DriverError(f"cache_mode={cache_mode!r}: give CACHE_NONE, CACHE_HOST, CACHE_VC or "
+                              "CACHE_BOTH (0..3)")
+        self.cache_mode = cache_mode
+        if cache_mode & CACHE_HOST and backend == "hw":
+            backend_options.setdefault("host_cached", True)
         self.data_area_size, self.code_area_size = int(data_area_size), int(code_area_size)
+        self.max_threads = min(int(max_threads), MAX_THREADS)
         self.closed = True                # until the backend is open
         self._backend, self.backend_name, self.backend_reason = open_backend(backend, backend_options)
         self._syncs = _does_cache_maintenance(self._backend)
@@ -386,9 +415,9 @@ class Driver:
         can outlast `max_launch_seconds`. Returns the LaunchStats (also kept in `last_stats`)."""
         self._check_open()
         if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) \
-                or not 1 <= n_threads <= MAX_THREADS:
-            raise ThreadCountError(f"n_threads={n_threads!r}: a launch runs 1 to {MAX_THREADS} "
-                                   "program instances (one per QPU)")
+                or not 1 <= n_threads <= self.max_threads:
+            raise ThreadCountError(f"n_threads={n_threads!r}: a launch runs 1 to {self.max_threads} "
+                                   f"program instances (one per QPU; max_threads={self.max_threads})")
         n_threads = int(n_threads)
         self._check_program(program)
         if not isinstance(timeout, numbers.Real) or not timeout > 0:

@@ -17,6 +17,7 @@ from . import isa
 from .asm import Assembler, Label
 from .checking import KernelCheckError, QpuCheckWarning
 from .disasm import disassemble, verify_roundtrip
+from .formats import print_qbin, print_qhex, restore_asm, sanity_check, save_asm, save_bin
 from .dsl import (DSL_FUNCTION_NAMES, FORWARDERS, L, assemble, assemble_program, assemble_text,
                   get_label_positions, namespace, qpu, qpucode)
 from .program import Program
@@ -27,7 +28,8 @@ globals().update(REGISTERS)
 globals().update(FORWARDERS)
 
 __all__ = (["qpu", "qpucode", "assemble", "assemble_program", "assemble_text", "disassemble",
-            "verify_roundtrip", "get_label_positions", "AssembleError", "KernelCheckError",
+            "verify_roundtrip", "get_label_positions", "print_qbin", "print_qhex", "save_bin",
+            "save_asm", "restore_asm", "sanity_check", "AssembleError", "KernelCheckError",
             "QpuCheckWarning", "Program",
             "SourceLocation", "Register", "REGISTERS", "Assembler", "Label", "isa", "ra", "rb", "L",
             "namespace"]

@@ -2,12 +2,12 @@
 
 Float32 bound. A kernel output is a sum of at most T float32 products plus a bias (and a
 residual). Each QPU fmul and fadd rounds once, toward zero (spec section 3.4; the emulator's
-alu.py says how fmul's was settled), so each operation is off by less than 1 ulp (2**-23 relative) and the kernel's sum is within
-(T + 2) * 2**-23 * S of the exact value, S being the sum of the terms' magnitudes (the recursive
-summation bound with a 1-ulp instead of a half-ulp step). The NEON reference is float32 as well,
-rounding to nearest: within (T + 2) * 2**-24 * S. `sum_bound` allows twice the kernel's share,
-which covers both with margin and is still ~1e-5 relative for T ~ 64. Clamping (relu, relu6)
-never increases an error.
+alu.py says how fmul's was settled), so each operation is off by less than 1 ulp (2**-23
+relative) and the kernel's sum is within (T + 2) * 2**-23 * S of the exact value, S being the
+sum of the terms' magnitudes (the recursive summation bound with a 1-ulp instead of a half-ulp
+step). The NEON reference is float32 as well, rounding to nearest: within (T + 2) * 2**-24 * S.
+`sum_bound` allows twice the kernel's share, which covers both with margin and is still ~1e-5
+relative for T ~ 64. Clamping (relu, relu6) never increases an error.
 """
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""py-videocore's Driver arguments: `max_threads`, `cache_mode` with rpi_vcsm's constants, and
+Array.clean() / invalidate()."""
+import numpy as np
+import pytest
+from drv_fake_vcio import FakeVcsmCma
+from test_driver_hw import NOP, setup_pi
+
+from hostside.driver import (CACHE_BOTH, CACHE_HOST, CACHE_NONE, CACHE_VC, Driver, DriverError,
+                             ThreadCountError)
+from hostside.driver.mailbox import Mailbox
+from vc4infer.qpu import qpu
+
+
+def test_cache_mode_constants_are_libvcsms():
+    # VCSM_CACHE_TYPE_NONE, _HOST, _VC, _HOST_AND_VC of the Raspberry Pi userland's user-vcsm.h
+    assert (CACHE_NONE, CACHE_HOST, CACHE_VC, CACHE_BOTH) == (0, 1, 2, 3)
+
+
+@qpu
+def end(asm):
+    exit()  # noqa: F821 (a DSL name)
+
+
+def test_max_threads_bounds_a_launch():
+    with Driver(backend="emu", max_threads=4, cache_mode=CACHE_BOTH) as drv:
+        prog = drv.program(end)
+        drv.execute(4, prog)
+        with pytest.raises(ThreadCountError, match="max_threads=4"):
+            drv.execute(5, prog)
+        a = drv.alloc(16, np.float32)
+        a.clean()
+        a.invalidate()                  # py-videocore's cache operations exist; nothing to do
+
+
+def test_bad_cache_mode_is_refused():
+    with pytest.raises(DriverError, match="cache_mode=7"):
+        Driver(backend="emu", cache_mode=7)
+
+
+def test_cache_host_on_hw_maps_the_memory_cached_and_syncs_around_launches(tmp_path):
+    root, fw = setup_pi(tmp_path, devices=("vcio", "vcsm-cma"))
+    vcsm = FakeVcsmCma()
+    fw.other_memory = vcsm
+    with Driver(backend="hw", cache_mode=CACHE_HOST, root=root,
+                mailbox=Mailbox(fw, pointer_size=fw.pointer_size),
+                vcsm_device=vcsm.make_device()) as drv:
+        drv.alloc(10, np.float32)
+        assert vcsm.allocs[-1][2] == 1              # allocated with the HOST cache type
+        del vcsm.syncs[:]
+        drv.execute(1, drv.program(np.array([NOP], dtype=np.uint64)))
+        assert vcsm.syncs                          # cleaned before, invalidated after
