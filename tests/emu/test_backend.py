@@ -169,3 +169,64 @@ def test_compiled_modules_import_no_host_only_module():
             else:
                 continue
             assert not names & host_only, f"{source.name} imports {names & host_only}"
+
+
+@qpu
+def copy_row(asm):
+    """DMA-load 16 words from uniform 0, store them to uniform 1."""
+    setup_dma_load(nrows=1)                      # noqa: F821 (DSL names)
+    start_dma_load(uniform)                      # noqa: F821
+    wait_dma_load()                              # noqa: F821
+    setup_dma_store(nrows=1)                     # noqa: F821
+    start_dma_store(uniform)                     # noqa: F821
+    wait_dma_store()                             # noqa: F821
+    exit()                                       # noqa: F821
+
+
+def test_every_emu_driver_of_a_process_shares_one_gpu_memory():
+    """As on a Pi, where every Driver allocates from the board's memory: py-videocore's
+    test_rotate_r4 copies its data with one Driver and runs its program from a second one opened
+    inside the first, passing the data's bus address."""
+    from hostside.driver import Driver
+    from vc4infer.emu.errors import MemoryFaultError
+
+    with Driver(backend="emu") as first:
+        src = first.copy(np.arange(16, dtype=np.uint32) * 7)
+        out = first.alloc(16, np.uint32)
+        prog = first.program(copy_row)
+        uniforms = first.alloc(2, np.uint32)
+        with Driver(backend="emu") as second:
+            dst = second.alloc(16, np.uint32)
+            assert dst.address not in (src.address, out.address)   # unique across Drivers
+            second.execute(1, second.program(copy_row), [src.address, dst.address])
+            assert np.array_equal(dst, np.arange(16, dtype=np.uint32) * 7)
+            uniforms[:] = [dst.address, out.address]
+        # the second Driver is closed: its buffers are freed, and reading one faults
+        with pytest.raises(MemoryFaultError, match="DMA load"):
+            first.execute(1, prog, uniforms)
+
+
+def test_each_backend_is_held_to_its_own_memory_bytes():
+    from hostside.driver.emu import EmuBackend
+    from hostside.driver.errors import OutOfGpuMemoryError
+
+    small = EmuBackend(memory_bytes=64 << 10)
+    try:
+        small.alloc(48 << 10)
+        with pytest.raises(OutOfGpuMemoryError, match="memory_bytes=65536"):
+            small.alloc(32 << 10)
+    finally:
+        small.close()
+
+
+def test_a_backend_dropped_without_close_gives_its_memory_back():
+    import gc
+
+    from vc4infer.emu.memory import shared_memory
+
+    backend = EmuBackend()
+    address = backend.alloc(4096).bus_address
+    assert shared_memory().find(address) is not None
+    del backend
+    gc.collect()
+    assert shared_memory().find(address) is None

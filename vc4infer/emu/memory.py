@@ -4,6 +4,7 @@ access against `bounds()` before it reads or writes a byte.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -19,6 +20,11 @@ LOW_RESERVED_BYTES = 0x10000
 #: Unallocated bytes kept after every buffer, so that a small overrun faults instead of silently
 #: landing in the next buffer.
 REDZONE_BYTES = 256
+
+
+#: bytes of the one emulated GPU memory that every emu backend of a process shares, from
+#: DEFAULT_BASE to the end of the 32-bit bus address space (untouched pages cost nothing)
+SHARED_BYTES = (1 << 32) - DEFAULT_BASE
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class GpuMemory:
         self.data = np.zeros(memory_bytes, dtype=np.uint8)   # untouched pages cost nothing
         self._live: Dict[int, Buffer] = {}
         self._bounds: Optional[np.ndarray] = None
+        self._lock = threading.Lock()                        # Drivers in several threads
 
     # ---- allocation ---------------------------------------------------------------------------
     def alloc(self, nbytes: int, align: int = 4096, label: str = "") -> Tuple[int, np.ndarray]:
@@ -57,6 +64,10 @@ class GpuMemory:
             raise DriverError(f"cannot allocate {nbytes} bytes: the size must be positive")
         if align <= 0 or align & (align - 1):
             raise DriverError(f"alignment {align} is not a power of two")
+        with self._lock:
+            return self._alloc(nbytes, align, label)
+
+    def _alloc(self, nbytes: int, align: int, label: str) -> Tuple[int, np.ndarray]:
         start = self.base + LOW_RESERVED_BYTES
         for buf in sorted(self._live.values(), key=lambda b: b.bus_address):
             candidate = -(-start // align) * align
@@ -80,11 +91,12 @@ class GpuMemory:
 
     def free(self, bus_address: int) -> None:
         """Release the buffer that starts at `bus_address`."""
-        if bus_address not in self._live:
-            raise DriverError(f"free of 0x{bus_address:08X}: no live buffer starts there "
-                              "(double free, or an address inside a buffer)")
-        del self._live[bus_address]
-        self._bounds = None
+        with self._lock:
+            if bus_address not in self._live:
+                raise DriverError(f"free of 0x{bus_address:08X}: no live buffer starts there "
+                                  "(double free, or an address inside a buffer)")
+            del self._live[bus_address]
+            self._bounds = None
 
     # ---- queries ------------------------------------------------------------------------------
     @property
@@ -94,10 +106,11 @@ class GpuMemory:
 
     def bounds(self) -> np.ndarray:
         """int64 array (n, 2) of [start, end) bus addresses of the live buffers, sorted."""
-        if self._bounds is None:
-            rows = [(b.bus_address, b.end) for b in self.buffers] or [(0, 0)]
-            self._bounds = np.array(rows, dtype=np.int64).reshape(-1, 2)
-        return self._bounds
+        with self._lock:
+            if self._bounds is None:
+                rows = sorted((b.bus_address, b.end) for b in self._live.values()) or [(0, 0)]
+                self._bounds = np.array(rows, dtype=np.int64).reshape(-1, 2)
+            return self._bounds
 
     def find(self, bus_address: int, nbytes: int = 1) -> Optional[Buffer]:
         """The live buffer holding all of [bus_address, bus_address + nbytes), or None."""
@@ -178,3 +191,18 @@ def load_u32(mem, offset):
     """Little-endian 32-bit word at byte `offset` of the memory array."""
     return (int(mem[offset]) | (int(mem[offset + 1]) << 8) | (int(mem[offset + 2]) << 16)
             | (int(mem[offset + 3]) << 24))
+
+
+_shared: Optional[GpuMemory] = None
+_shared_lock = threading.Lock()
+
+
+def shared_memory() -> GpuMemory:
+    """The process's one emulated GPU memory: as every Driver on a Pi shares the board's memory,
+    every emu backend allocates here, so bus addresses are unique across Drivers and a buffer of
+    one is readable by another's programs while it lives."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = GpuMemory(SHARED_BYTES)
+        return _shared
