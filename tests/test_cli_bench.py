@@ -134,3 +134,26 @@ def test_readme_table_from_json_reports(small_v2, tmp_path):
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert cells[1:3] == ["emu", "400 MHz"]
     assert cells[3] == f"{data['totals']['ms']:.1f} ms" and cells[-1].startswith("modelled")
+
+
+@pytest.mark.parametrize("model, says", [
+    ("mobilenet_v9", "unknown model 'mobilenet_v9'"),
+    ("/no/such/model.onnx", "does not exist"),
+])
+def test_bench_of_a_model_it_cannot_load_is_one_line(model, says):
+    result = CliRunner().invoke(main, ["bench", "--model", model, "--backend", "neon"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and says in result.output
+
+
+def test_a_folder_given_as_a_model_says_so(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--model", str(tmp_path), "--backend", "neon"])
+    assert result.exit_code == 1
+    assert "is a folder, not a model file" in result.output
+
+
+def test_bench_of_a_zoo_model_not_installed_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VC4INFER_HOME", str(tmp_path))        # nothing fetched here
+    result = CliRunner().invoke(main, ["bench", "--model", "mobilenet_v2_onnx", "--backend", "neon"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "vc4infer models fetch mobilenet_v2_onnx" in result.output

@@ -54,6 +54,9 @@ def detect_format(path: Union[str, os.PathLike]) -> str:
 def import_model(path: Union[str, os.PathLike], format: str = "auto", **opts) -> Graph:
     """Read a model file into a Graph. `format` ("auto" or a key of IMPORTERS) overrides the
     detection; `opts` go to the importer (see each importer's docstring)."""
+    if os.path.isdir(path):
+        raise ModelFormatError(f"{str(path)!r} is a folder, not a model file: give the .tflite, "
+                               ".onnx, .pb or .pth file inside it")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     fmt = detect_format(path) if format == "auto" else ALIASES.get(format, format)
