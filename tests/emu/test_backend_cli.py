@@ -54,3 +54,14 @@ def test_bench_needs_a_choice_and_runs_quick():
     assert "dma vector add" in result.output and "modelled Pi time" in result.output
     errors = [float(line.rsplit(" ", 1)[1]) for line in result.output.splitlines() if "max |error|" in line]
     assert len(errors) == 2 and max(errors) < 1e-3
+
+
+def test_emu_command_names_a_bad_uniform_and_too_much_memory(tmp_path):
+    kernel = tmp_path / "fill.bin"
+    kernel.write_bytes(assemble(fill_row))
+    result = CliRunner().invoke(main, ["emu", str(kernel), "--alloc", "64", "--uniforms", "bufx"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'bufx' is not a uniform: give a number" in result.output
+    result = CliRunner().invoke(main, ["emu", str(kernel), "--alloc", "100000000000"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot allocate 100000000000 bytes (alloc0)" in result.output

@@ -19,15 +19,37 @@ import numpy as np
 
 def _uniform(token: str, buffers: List) -> int:
     token = token.strip()
-    if token.startswith("buf"):
-        name, _, offset = token.partition("+")
-        index = int(name[3:])
-        if not 0 <= index < len(buffers):
-            raise click.BadParameter(f"{token}: there are {len(buffers)} buffers (buf0..)")
-        return buffers[index].bus_address + (int(offset, 0) if offset else 0)
-    if token.endswith("f"):
-        return struct.unpack("<I", struct.pack("<f", float(token[:-1])))[0]
-    return int(token, 0) & 0xFFFFFFFF
+    try:
+        if token.startswith("buf"):
+            name, _, offset = token.partition("+")
+            index = int(name[3:])
+            if not 0 <= index < len(buffers):
+                raise click.BadParameter(f"{token}: there are {len(buffers)} buffers (buf0..)",
+                                         param_hint="--uniforms")
+            return buffers[index].bus_address + (int(offset, 0) if offset else 0)
+        if token.endswith("f"):
+            return struct.unpack("<I", struct.pack("<f", float(token[:-1])))[0]
+        return int(token, 0) & 0xFFFFFFFF
+    except ValueError:
+        raise click.BadParameter(f"{token!r} is not a uniform: give a number (42, 0x10), a float "
+                                 "(1.5f) or a buffer (buf0, buf1+64)", param_hint="--uniforms") from None
+
+
+def _buffers(backend, loads, allocs, code: bytes, name: str) -> tuple:
+    """(the --load / --alloc buffers in order, the program's block) allocated on `backend`."""
+    buffers = []
+    for f in loads:
+        data = f.read()
+        alloc = backend.alloc(max(len(data), 1), 4096, f"load:{f.name}")
+        alloc.buffer[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+        buffers.append(alloc)
+    for i, n in enumerate(allocs):
+        alloc = backend.alloc(n, 4096, f"alloc{i}")
+        alloc.buffer[:] = 0
+        buffers.append(alloc)
+    code_alloc = backend.alloc(len(code), 4096, f"program:{name}")
+    code_alloc.buffer[:] = np.frombuffer(code, dtype=np.uint8)
+    return buffers, code_alloc
 
 
 @click.command()
@@ -48,6 +70,7 @@ def _uniform(token: str, buffers: List) -> int:
 def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, strict, clock_mhz,
         max_instructions) -> None:
     """Run PROGRAM (a file of QPU instruction words) on the VideoCore IV emulator."""
+    from hostside.driver import DriverError
     from hostside.driver.emu import EmuBackend
     from vc4infer.emu.errors import EmulatorError
 
@@ -59,18 +82,10 @@ def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, s
     if not code or len(code) % 8:
         raise click.BadParameter(f"{program.name}: {len(code)} bytes is not a whole number of "
                                  "64-bit instructions", param_hint="PROGRAM")
-    buffers = []
-    for f in loads:
-        data = f.read()
-        alloc = backend.alloc(max(len(data), 1), 4096, f"load:{f.name}")
-        alloc.buffer[:len(data)] = np.frombuffer(data, dtype=np.uint8)
-        buffers.append(alloc)
-    for i, n in enumerate(allocs):
-        alloc = backend.alloc(n, 4096, f"alloc{i}")
-        alloc.buffer[:] = 0
-        buffers.append(alloc)
-    code_alloc = backend.alloc(len(code), 4096, f"program:{program.name}")
-    code_alloc.buffer[:] = np.frombuffer(code, dtype=np.uint8)
+    try:
+        buffers, code_alloc = _buffers(backend, loads, allocs, code, program.name)
+    except DriverError as exc:
+        raise click.ClickException(str(exc)) from exc
     lists = list(uniform_lists) or [""]
     if len(lists) not in (1, qpus):
         raise click.BadParameter(f"{len(lists)} --uniforms lists for {qpus} QPUs: give one, or one per QPU")
