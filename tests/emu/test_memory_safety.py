@@ -57,6 +57,33 @@ def test_dma_store_fault_writes_nothing():
 
 
 @qpu
+def strided_store_rows(asm, nrows, gap_bytes):
+    setup_vpm_write()
+    for _ in range(nrows):
+        mov(vpm, 7)
+    setup_dma_store_stride(gap_bytes)
+    setup_dma_store(nrows=nrows)
+    start_dma_store(uniform)
+    wait_dma_store()
+    exit()
+
+
+def test_a_strided_store_whose_rows_land_in_another_buffer_is_refused():
+    """Each row of the store lies inside some live buffer, but row 1 is in the next one: on a
+    board that would overwrite another allocation. Refused, and nothing is written."""
+    rig = Rig()
+    first = rig.buffer(np.full(16, 0xAAAAAAAA, dtype=np.uint32), "first")
+    second = rig.buffer(np.full(16, 0xBBBBBBBB, dtype=np.uint32), "second")
+    gap = second.bus_address - first.bus_address - 64      # row 1 starts exactly at `second`
+    prog = rig.program(strided_store_rows, 2, gap)
+    with pytest.raises(MemoryFaultError) as info:
+        rig.run(prog, [[first]])
+    msg = str(info.value)
+    assert "memory row 1" in msg and "lands in buffer 'second'" in msg
+    assert np.all(words(first) == 0xAAAAAAAA) and np.all(words(second) == 0xBBBBBBBB)
+
+
+@qpu
 def tmu_read_at(asm):
     imul24(r0, element_number, 4)
     iadd(r0, r0, uniform)

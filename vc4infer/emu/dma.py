@@ -15,7 +15,7 @@ these narrow modes are not hardware-verified by any source.
 import numpy as np
 
 from vc4infer.emu.jit import jit
-from vc4infer.emu.memory import in_buffer
+from vc4infer.emu.memory import buffer_index, in_buffer
 from vc4infer.emu.timing import TP_DRAM_BPC, TP_VCD_BPC, TP_VCD_STARTUP, TP_VDW_BPC, TP_VDW_STARTUP
 from vc4infer.emu.state import GT_DRAM_FREE, GT_VCD_FREE, GT_VDW_FREE
 
@@ -98,9 +98,12 @@ def vdw_store(mem, membase, bounds, vpm8, setup, stride_setup, addr, fault):
     stride = stride_setup & 0xFFFF
     blockmode = (stride_setup >> 16) & 1
     rowbytes = depth * w
+    # every row inside the buffer of the first: a strided store whose later rows land in another
+    # live buffer would overwrite it (on a board: another allocation's data)
+    first = buffer_index(bounds, addr)
     for r in range(units):
         a = addr + r * (rowbytes + stride)
-        if not in_buffer(bounds, a, rowbytes):
+        if first < 0 or rowbytes <= 0 or a < bounds[first, 0] or a + rowbytes > bounds[first, 1]:
             fault[0] = r
             fault[1] = a
             fault[2] = rowbytes

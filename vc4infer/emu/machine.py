@@ -291,9 +291,15 @@ class Machine:
                       state.FAULT_DMA_STORE: f" (memory row {row})",
                       state.FAULT_TMU: f" (element {row})",
                       state.FAULT_UNIFORM: f" (uniform #{row} of this program)"}.get(int(err[ERR_KIND]), "")
+            inside = self.memory.find(addr, nbytes)
+            if inside is not None and int(err[ERR_KIND]) == state.FAULT_DMA_STORE:
+                where = (f"lands in buffer '{inside.label}', not in the buffer of the store's first "
+                         f"row: a DMA store stays inside one buffer")
+            else:
+                where = f"is outside every live buffer; {self.memory.describe(addr, nbytes)}"
             return MemoryFaultError(
-                f"{self._where(q, pc)}\n  {kind} of {nbytes} bytes at 0x{addr:08X}{detail} is outside "
-                f"every live buffer; {self.memory.describe(addr, nbytes)}. Nothing was written.")
+                f"{self._where(q, pc)}\n  {kind} of {nbytes} bytes at 0x{addr:08X}{detail} "
+                f"{where}. Nothing was written.")
         if event == state.EV_DEADLOCK:
             lines = []
             for i in range(self.n_qpus):
