@@ -252,3 +252,29 @@ def test_row_that_starts_inside_and_runs_past_the_end():
     dst = rig.buffer(64, "dst")
     with pytest.raises(MemoryFaultError, match="starting inside it and running 8 bytes past its end"):
         rig.run(rig.program(dma_store_rows, 1), [[dst.bus_address + 8]])
+
+
+@qpu
+def read_uniforms(asm, n):
+    for _ in range(n):
+        mov(r0, uniform)
+    exit()
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_uniforms_are_read_row_by_row_in_strict_mode(strict):
+    """Two QPUs, one uniforms block of two 2-word rows: QPU 0 reading a third uniform reads
+    QPU 1's row. The hardware reads on (a kernel's miscount goes unseen); strict mode refuses."""
+    from hostside.driver import Driver
+
+    with Driver(backend="emu", strict=strict) as drv:
+        rows = drv.array(np.arange(4, dtype=np.uint32).reshape(2, 2))
+        prog = drv.program(read_uniforms, 3)
+        if strict:
+            with pytest.raises(MemoryFaultError, match=r"uniform #2 of this program.* past this "
+                                                       r"QPU's row.*another QPU's"):
+                drv.execute(2, prog, rows)
+        else:
+            with pytest.raises(MemoryFaultError):             # QPU 1 runs past the block itself
+                drv.execute(2, prog, rows)
+        drv.execute(2, drv.program(read_uniforms, 2), rows)   # each reading its own row is fine

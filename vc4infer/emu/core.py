@@ -30,7 +30,8 @@ from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
 from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
-    FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, GS_DMA_LOAD_BYTES,
+    FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, FAULT_UNIFORM_ROW,
+    GS_DMA_LOAD_BYTES,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
     GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
     IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
@@ -39,6 +40,7 @@ from vc4infer.emu.state import (
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_LD_DONE, QS_LD_PENDING, QS_MUTEX_HELD, QS_NOSWAP,
     QS_NOSWAP_AT, QS_NOSWAP_NEXT, QS_PC, QS_R5W_INSTR, QS_SFU_AT, QS_ST_DONE, QS_ST_PENDING,
     QS_STATUS, QS_TMU_CNT0, QS_TMU_HEAD0, QS_UBUF_HI, QS_UBUF_LO, QS_ULINE, QS_UNIF_READS, QS_UPTR,
+    QS_UROW_HI, QS_UROW_LO,
     QS_UPTR_AT,
     QS_UPTR_NEXT,
     QS_VCD_PITCHB, QS_VCD_SETUP, QS_VDW_SETUP, QS_VDW_STRIDE, QS_VPMR_ADDR, QS_VPMR_HORIZ,
@@ -154,8 +156,14 @@ def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
     if not in_buffer(bounds, a, 4):
         return _fault(err, FAULT_UNIFORM, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
     b = buffer_index(bounds, a)                # in_buffer held: a buffer starts at or below a
-    qs[q, QS_UBUF_LO] = bounds[b, 0]          # lets the loop's fast path skip the search
-    qs[q, QS_UBUF_HI] = bounds[b, 1]
+    lo, hi = bounds[b, 0], bounds[b, 1]
+    row_lo, row_hi = qs[q, QS_UROW_LO], qs[q, QS_UROW_HI]
+    if row_hi > 0 and lo <= row_lo < hi:       # strict: the launch's uniforms, read row by row
+        if a < row_lo or a + 4 > row_hi:
+            return _fault(err, FAULT_UNIFORM_ROW, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
+        lo, hi = row_lo, row_hi
+    qs[q, QS_UBUF_LO] = lo                    # lets the loop's fast path skip the search
+    qs[q, QS_UBUF_HI] = hi
     qs[q, QS_UPTR] = a + 4
     qs[q, QS_UNIF_READS] += 1
     return -1, load_u32(mem, a - membase)

@@ -200,6 +200,8 @@ class Machine:
                     f"QPU {q}: the program's first instruction at 0x{code:08X} is outside every live "
                     f"buffer; {self.memory.describe(code)}. Pass the code buffer's bus address.")
             self._decode_at(code)
+        if self.strict:
+            self._set_uniform_rows(control)
         self.ip[state.IP_NQ] = self.n_qpus
         self.ip[state.IP_STRICT] = int(self.strict)
         self.ip[state.IP_FAST_PATH] = int(self.fast_path)
@@ -212,6 +214,19 @@ class Machine:
         self.ip[state.IP_TRACE_MASK] = mask
         self.ip[state.IP_MEMBASE] = self.memory.base
         self._trace_snapshots = {q: self._snapshot(q) for q in self.trace}
+
+    def _set_uniform_rows(self, control: Sequence[Tuple[int, int]]) -> None:
+        """Strict mode: each QPU reads the launch's uniforms within its own row, from its start to
+        the next QPU's start in the same buffer (or the buffer's end); a read past it, into
+        another QPU's row, faults (the hardware reads on, which hides a kernel's miscount)."""
+        starts = sorted({u for u, _ in control})
+        for q, (u, _) in enumerate(control):
+            buffer = self.memory.find(u, 4)
+            if buffer is None:
+                continue                               # the first read faults on its own
+            later = [s for s in starts if u < s < buffer.end and s >= buffer.bus_address]
+            self.qs[q, state.QS_UROW_LO] = u
+            self.qs[q, state.QS_UROW_HI] = min(later) if later else buffer.end
 
     def _decode_at(self, address: int) -> None:
         """Predecode from `address` to the end of its buffer (once per address and launch)."""
@@ -290,9 +305,15 @@ class Machine:
             detail = {state.FAULT_DMA_LOAD: f" (memory row {row})",
                       state.FAULT_DMA_STORE: f" (memory row {row})",
                       state.FAULT_TMU: f" (element {row})",
-                      state.FAULT_UNIFORM: f" (uniform #{row} of this program)"}.get(int(err[ERR_KIND]), "")
+                      state.FAULT_UNIFORM: f" (uniform #{row} of this program)",
+                      state.FAULT_UNIFORM_ROW: f" (uniform #{row} of this program)"}.get(
+                int(err[ERR_KIND]), "")
             inside = self.memory.find(addr, nbytes)
-            if inside is not None and int(err[ERR_KIND]) == state.FAULT_DMA_STORE:
+            if int(err[ERR_KIND]) == state.FAULT_UNIFORM_ROW:
+                lo, hi = int(self.qs[q, state.QS_UROW_LO]), int(self.qs[q, state.QS_UROW_HI])
+                where = (f"lies past this QPU's row [0x{lo:08X}, 0x{hi:08X}) of the launch's "
+                         f"uniforms, in another QPU's (strict mode checks uniforms row by row)")
+            elif inside is not None and int(err[ERR_KIND]) == state.FAULT_DMA_STORE:
                 where = (f"lands in buffer '{inside.label}', not in the buffer of the store's first "
                          f"row: a DMA store stays inside one buffer")
             else:
