@@ -254,13 +254,6 @@ def test_row_that_starts_inside_and_runs_past_the_end():
         rig.run(rig.program(dma_store_rows, 1), [[dst.bus_address + 8]])
 
 
-@qpu
-def read_uniforms(asm, n):
-    for _ in range(n):
-        mov(r0, uniform)
-    exit()
-
-
 @pytest.mark.parametrize("strict", [True, False])
 def test_uniforms_are_read_row_by_row_in_strict_mode(strict):
     """Two QPUs, one uniforms block of two 2-word rows: QPU 0 reading a third uniform reads
