@@ -229,14 +229,15 @@ def test_depthwise_multiplier2_with_expanded_batch_norm(tmp_path):
     assert [n.op for n in g.nodes] == ["conv2d", "mul", "add", "relu"]
 
 
-def test_fused_batch_norm_v3(tmp_path):
+@pytest.mark.parametrize("op", ["FusedBatchNormV2", "FusedBatchNormV3"])
+def test_fused_batch_norm(tmp_path, op):
     x = randn(1, 4, 4, 5)
     gamma, beta, mean = randn(5), randn(5), randn(5)
     var = np.abs(randn(5)) + 0.1
     path = write_graph(
         tmp_path, placeholder("input", (1, 4, 4, 5)),
         const("g", gamma), const("b", beta), const("m", mean), const("v", var),
-        node("bn", "FusedBatchNormV3", ["input", "g", "b", "m", "v"], epsilon=0.001,
+        node("bn", op, ["input", "g", "b", "m", "v"], epsilon=0.001,
              is_training=False, data_format=b"NHWC"))
     got = run(import_tf_graphdef(path, output="bn:0"), x)
     want = (x - mean) / np.sqrt(var + np.float32(0.001)) * gamma + beta

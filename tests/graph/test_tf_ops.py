@@ -1,10 +1,10 @@
-"""The TF ops the frozen-graph importer claims beyond the MobileNet path (Cast, Fill,
-FusedBatchNormV2, Neg, PadV2, RealDiv, Reciprocal, Sigmoid, Sqrt, Square), each against its
-TensorFlow semantics written out in numpy here (the TF docs' definitions)."""
+"""The TF ops the frozen-graph importer claims beyond the MobileNet path (Cast, Fill, Neg, PadV2,
+RealDiv, Reciprocal, Sigmoid, Sqrt, Square; FusedBatchNormV2 in test_tf_import), each against
+its TensorFlow semantics written out in numpy here (the TF docs' definitions)."""
 import numpy as np
 import pytest
 
-from test_tf_import import DT_INT32, const, node, placeholder, randn, run, write_graph
+from test_tf_import import DT_INT32, const, node, placeholder, run, write_graph
 from vc4infer.graph.tf_import import import_tf_graphdef
 
 SHAPE = (1, 2, 2, 6)
@@ -64,15 +64,3 @@ def test_pad_v2_pads_with_its_constant(tmp_path):
     assert got.shape == (1, 5, 3, 6)
     np.testing.assert_array_equal(got, want)
 
-
-def test_fused_batch_norm_v2(tmp_path):
-    gamma, beta, mean = randn(6), randn(6), randn(6)
-    var = np.abs(randn(6)) + 0.1
-    path = write_graph(
-        tmp_path, placeholder("input", SHAPE),
-        const("g", gamma), const("b", beta), const("m", mean), const("v", var),
-        node("bn", "FusedBatchNormV2", ["input", "g", "b", "m", "v"], epsilon=0.01,
-             is_training=False, data_format=b"NHWC"))
-    got = run(import_tf_graphdef(path, output="bn:0"), X)
-    want = (X - mean) / np.sqrt(var + np.float32(0.01)) * gamma + beta
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
