@@ -167,3 +167,23 @@ def test_tf_slim_central_crop_and_resize_geometry_on_a_ramp():
     want = ramp_at(15 + (j + 0.5) * 210 / 224 - 0.5, 10 + (i + 0.5) * 140 / 224 - 0.5)
     got = (x[0].astype(np.float64) + 1) * 127.5
     assert np.abs(got - want).max() <= 0.5 + 1e-3
+
+
+def test_a_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)      # 0 .. 65520
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    from vc4infer.graph.preprocess import load_rgb
+    rgb = np.asarray(load_rgb(str(path)))
+    assert rgb.shape == (64, 64, 3)
+    np.testing.assert_array_equal(rgb[..., 0], (values.astype(np.int64) * 255 // 65535))
+    assert len(np.unique(rgb)) > 200                                          # not clipped white
+
+
+def test_an_image_that_declares_a_huge_size_is_a_clear_error(tmp_path, monkeypatch):
+    import PIL.Image
+    path = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(path)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)       # 300x300 is > 2x that
+    with pytest.raises(ImageInputError, match="too large to decode safely"):
+        preprocess(str(path), image_graph((1, 3, 224, 224)))

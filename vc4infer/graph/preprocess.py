@@ -38,10 +38,21 @@ class ImageInputError(Vc4InferError, ValueError):
     """An image cannot be read or has the wrong form (missing file, not an image, not HxWx3)."""
 
 
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB of any Pillow image; 16- and 32-bit grey scaled to 8 bits instead of clipped (Pillow's
+    convert("RGB") clips them at 255, which turns most of a 16-bit photo white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.int64)
+        top = 65535 if img.mode.startswith("I;16") else max(int(values.max()), 1)
+        grey = np.clip(values * 255 // top, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def load_rgb(image: ImageLike) -> Image.Image:
     """A path, a PIL image or an HxWx3 uint8 array -> an RGB PIL image."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return _to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ImageInputError(f"an image array must be HxWx3 uint8 (RGB); got shape "
@@ -53,7 +64,11 @@ def load_rgb(image: ImageLike) -> Image.Image:
             raise ImageInputError(f"image file not found: {path}")
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                return _to_rgb(img)
+        except Image.DecompressionBombError as err:
+            raise ImageInputError(f"{path} declares an image too large to decode safely ({err}); "
+                                  "resize it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust "
+                                  "the file") from err
         except (UnidentifiedImageError, OSError) as err:
             raise ImageInputError(f"{path} is not an image Pillow can read: {err}") from err
     raise ImageInputError(f"expected an image path, a PIL image or an HxWx3 uint8 array; got "
