@@ -177,8 +177,18 @@ class QpuModel:
                                      f"{list(view.shape)} (internal layout), got {x.dtype}"
                                      f"{list(x.shape)}")
             if spec.tensor in self.host_halo_views:      # zeros around the image, every time:
-                self.host_halo_views[spec.tensor][...] = 0   # other tensors reuse the bytes
+                self._zero_halo(spec.tensor)                 # other tensors reuse the bytes
             np.copyto(view, x)
+
+    def _zero_halo(self, tensor: str) -> None:
+        """Write zeros into the border rows and columns around `tensor` (not its interior)."""
+        whole = self.host_halo_views[tensor]
+        top, left, bottom, right = self.plan.halos[tensor]
+        rows, cols = whole.shape[1], whole.shape[2]
+        whole[:, :top] = 0
+        whole[:, rows - bottom:] = 0
+        whole[:, :, :left] = 0
+        whole[:, :, cols - right:] = 0
 
     def run(self, feeds: dict, keep: bool = False) -> dict:
         """`feeds`: internal input tensor name -> array (internal layout). Returns the graph
