@@ -263,10 +263,15 @@ def _sgemm_reject(graph: Graph, node: Node) -> Optional[str]:
     return None
 
 
+def _bias(graph: Graph, node: Node) -> Any:
+    """The node's bias constant (its third input), or None when it has none."""
+    return graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+
+
 def _matrix_and_bias(graph: Graph, node: Node) -> tuple:
     """(B as a K x N matrix, bias or None) of a 1x1 conv2d or a fully_connected node."""
     _, k, n = _gemm_shape(graph, node)
-    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    b = _bias(graph, node)
     return graph.constants[node.inputs[1]].reshape(n, k).T, b
 
 
@@ -321,7 +326,7 @@ GEMV = KernelChoice("gemv", "qpu_kernels.gemv", ("conv2d", "fully_connected"), _
 
 def _pointwise_pack(module: Any, graph: Graph, node: Node) -> dict:
     m, _, _ = _gemm_shape(graph, node)
-    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    b = _bias(graph, node)
     return {"panels": module.pack_weights(graph.constants[node.inputs[1]], b, m)}
 
 
@@ -367,7 +372,7 @@ def _depthwise_reject(graph: Graph, node: Node) -> Optional[str]:
 
 
 def _depthwise_pack(module: Any, graph: Graph, node: Node) -> dict:
-    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    b = _bias(graph, node)
     return {"taps": module.pack_weights(graph.constants[node.inputs[1]], b)}
 
 
@@ -413,7 +418,7 @@ def _stem_reject(graph: Graph, node: Node) -> Optional[str]:
 
 def _stem_pack(module: Any, graph: Graph, node: Node) -> dict:
     _, ho, wo, _ = graph.tensors[node.outputs[0]].shape
-    b = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    b = _bias(graph, node)
     return {"panels": module.pack_weights(graph.constants[node.inputs[1]], b, ho * wo)}
 
 
