@@ -175,7 +175,4 @@ def build(drv, k: int, n: int, x_address: int, weights_address: int, y_address: 
                       (k - DEPTH) % UNROLL, vpm_write_setup_word(Y=t)]
             rows.append(header + [w for b in items for w in record(b)])
         rows_per_launch.append(rows)
-    launches = launching.launch_rows(drv, program, rows_per_launch)
-    for lc in launches:                              # each row's first word: its first record
-        lc.uniforms[:, 0] = lc.uniforms.addresses()[:, 0] + 4 * HEADER_WORDS
-    return launches
+    return launching.launch_rows(drv, program, rows_per_launch, record_pointer_words=HEADER_WORDS)

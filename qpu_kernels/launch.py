@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -198,10 +198,20 @@ def emit_join_and_exit(asm, thread, n_threads, locks: Sequence[int] = ()) -> Non
         asm.exit(interrupt=False)
 
 
-def launch_rows(drv, program, rows_per_launch: List[List[List[int]]]) -> List[Launch]:
-    """Launches from uniform rows (launches -> instances -> words)."""
-    return [Launch(program=program, uniforms=uniforms_array(drv, rows), n_threads=len(rows))
-            for rows in rows_per_launch]
+def launch_rows(drv, program, rows_per_launch: List[List[List[int]]],
+                record_pointer_words: Optional[int] = None) -> List[Launch]:
+    """Launches from uniform rows (launches -> instances -> words).
+
+    With record_pointer_words = H, each row's word 0 is overwritten with the bus address of
+    its word H: kernels whose rows hold an H-word header and then records read that pointer
+    and move the uniform stream (uniforms_address) to each record in turn.
+    """
+    launches = [Launch(program=program, uniforms=uniforms_array(drv, rows), n_threads=len(rows))
+                for rows in rows_per_launch]
+    if record_pointer_words is not None:
+        for lc in launches:
+            lc.uniforms[:, 0] = lc.uniforms.addresses()[:, 0] + 4 * record_pointer_words
+    return launches
 
 
 def check_row_span(name: str, rows: int, row_bytes: int, stride_bytes: int) -> Tuple[int, int]:

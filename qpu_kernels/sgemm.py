@@ -403,10 +403,7 @@ def launches_of(drv, records: list, k: int, nt: int, act: Optional[str], residua
             vpm_y = BANK_ROWS * (t % vpm_banks(nt))
             rows.append(header + [w for index in items for w in records[index](vpm_y)])
         rows_per_launch.append(rows)
-    launches = launching.launch_rows(drv, program, rows_per_launch)
-    for lc in launches:                              # each row's first word: its first record
-        lc.uniforms[:, 0] = lc.uniforms.addresses()[:, 0] + 4 * HEADER_WORDS
-    return launches
+    return launching.launch_rows(drv, program, rows_per_launch, record_pointer_words=HEADER_WORDS)
 
 
 def tile_record(a_row0: int, rows: int, panel_address: int, c_row0: int, c_stride: int, j0: int,
