@@ -124,3 +124,12 @@ def test_tf_graph_output_option():
                                        "--top", "1", "--output", "MobilenetV1/Predictions/Reshape"])
     assert logits.exit_code == 0, logits.output
     assert "cat" in _ranked(logits.output)[0][3]
+
+
+@pytest.mark.not_on_pi
+def test_hw_backend_off_a_pi_is_one_line(tmp_path):
+    path = _onnx_file(tmp_path, classifier=True)
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model", path,
+                                       "--backend", "hw"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not a Raspberry Pi" in result.output and "backend='emu'" in result.output

@@ -41,10 +41,11 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Option
     import json
 
     from vc4infer import report as reporting
+    from vc4infer.commands.classify import load_model
 
     options = {"clock_hz": clock_mhz * 1e6} if backend == "emu" else {}
     start = time.perf_counter()
-    model = _load_model(name, backend, options)
+    model = load_model(name, backend, driver_options=options)
     load_seconds = time.perf_counter() - start
     spec = model.input_spec
     x = _random_input(np.random.default_rng(0), spec.shape, np.dtype(spec.dtype))
@@ -68,19 +69,6 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Option
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"wrote {plot_path}")
-
-
-def _load_model(name: str, backend: str, options: dict):
-    """vc4infer.load with the errors a user can fix shown as one line (as classify does)."""
-    import vc4infer
-    from hostside.driver import DriverError
-    from vc4infer.errors import Vc4InferError
-    from vc4infer.graph.zoo import ZooError
-
-    try:
-        return vc4infer.load(name, backend=backend, driver_options=options)
-    except (ZooError, Vc4InferError, DriverError, FileNotFoundError, ValueError, TypeError) as err:
-        raise click.ClickException(str(err)) from err
 
 
 #: the command whose start-up `--startup` times: the README's Quick start classification

@@ -17,15 +17,21 @@ def _class_count(spec) -> int:
     return dims[0] if len(dims) == 1 and dims[0] > 1 else 0
 
 
-def _load(model: str, backend: str, preprocess: str | None, output: str | None):
+def load_model(model: str, backend: str, **options):
+    """vc4infer.load with the errors a user can fix (an unknown name, a bad model file, a
+    backend this machine cannot run) shown as one line instead of a traceback."""
     import vc4infer
+    from hostside.driver import DriverError
     from vc4infer.errors import Vc4InferError
     from vc4infer.graph.zoo import ZooError
-    options = {"output": output} if output is not None else {}
     try:
-        loaded = vc4infer.load(model, backend=backend, **options)
-    except (ZooError, Vc4InferError, FileNotFoundError, ValueError, TypeError) as err:
+        return vc4infer.load(model, backend=backend, **options)
+    except (ZooError, Vc4InferError, DriverError, FileNotFoundError, ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from err
+
+
+def _load(model: str, backend: str, preprocess: str | None, output: str | None):
+    loaded = load_model(model, backend, **({"output": output} if output is not None else {}))
     if len(loaded.graph.outputs) != 1 or _class_count(loaded.output_spec) == 0:
         shapes = ", ".join(s.describe() for s in loaded.graph.outputs)
         raise click.ClickException(f"{model} is not a classifier: its output ({shapes}) is not "
