@@ -139,7 +139,7 @@ class Mailbox:
         except OSError as exc:
             if exc.errno == errno.ETIMEDOUT:
                 raise MailboxTimeoutError(f"mailbox call {name}: the kernel gave up waiting for the "
-                                   "firmware (ETIMEDOUT)") from exc
+                                          "firmware (ETIMEDOUT)") from exc
             raise MailboxError(f"mailbox call {name} failed: {exc}") from exc
         out = struct.unpack(f"<{len(words)}I", bytes(buf))
         if out[1] != REQUEST_SUCCESS:
