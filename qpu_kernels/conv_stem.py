@@ -86,4 +86,4 @@ def build(drv, h: int, w: int, cin: int, cout: int, kh: int, kw: int, in_address
                     sgemm.tile_record, a_row0, min(sgemm.ROWS, wo - ox0),
                     panels.address + p * panel_bytes, c_row0, out_pixel_stride, p * nt, cout, nt))
     return sgemm.launches_of(drv, records, k, nt, act, False, lane_step, 0, 4,
-                             sgemm.barrier_pays(m, k, nt), gather=True)
+                             sgemm.tile_sync(m, k, nt), gather=True)

@@ -96,12 +96,16 @@ def uniforms_array(drv, rows: Sequence[Sequence[int]]) -> np.ndarray:
     return out
 
 
-def vdw_store_setup(rows: int, cols: int, vpm_y: int) -> int:
-    """VDW basic setup: `rows` memory rows of `cols` 32-bit words from VPM rows vpm_y.. (horizontal)."""
-    if not (1 <= rows <= 16 and 1 <= cols <= 16 and 0 <= vpm_y < isa.VPM_USER_ROWS):
+def vdw_store_setup(rows: int, cols: int, vpm_y: int, vertical: bool = False) -> int:
+    """VDW basic setup: `rows` (1..16) memory rows of `cols` 32-bit words. Horizontal: memory row
+    r is VPM row vpm_y + r (cols <= 16). Vertical: memory row r is VPM column r read down VPM rows
+    vpm_y .. vpm_y + cols - 1 (cols up to the user VPM's 64 rows), so a tile written one C column
+    per VPM row leaves in one transfer."""
+    max_cols = isa.VPM_USER_ROWS - vpm_y if vertical else 16
+    if not (1 <= rows <= 16 and 1 <= cols <= max_cols and 0 <= vpm_y < isa.VPM_USER_ROWS):
         raise KernelShapeError(f"VDW store of {rows}x{cols} words at VPM row {vpm_y} is out of range")
     return isa.encode_fields(isa.VDW_STORE_FIELDS, id=isa.VDW_STORE_ID, units=rows, depth=cols,
-                             laned=0, horizontal=1, vpmbase=vpm_y << 4, modew=0)
+                             laned=0, horizontal=int(not vertical), vpmbase=vpm_y << 4, modew=0)
 
 
 def vdw_stride_setup(gap_bytes: int) -> int:

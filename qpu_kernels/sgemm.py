@@ -13,11 +13,13 @@ by the scalar B[k, j] and the next instruction's `fadd` accumulates it into colu
 panel is stored k-major, so the uniform stream runs through it without a single reset; the bias
 follows the panel and is added from the same stream. Rows past M read a clamped row (row M-1) and
 are never stored. The epilogue adds bias, applies relu/relu6, adds R (TMU reads of R, clamped to
-its valid columns), then writes the tile into NT VPM rows as 16x16 blocks and stores each block
-with a horizontal DMA whose row and column counts cut the M and N edges; the VPM writes of block
-b+1 overlap the DMA of block b. The VPM is shared by all QPUs: tiles of up to 32 columns use one
-of two 32-row banks (even instances bank 0, odd ones bank 1), each guarded by a semaphore used as
-a lock, so one bank is filled while the other one's DMA runs; 48-column tiles use one 48-row bank.
+its valid columns), then writes column j of the tile into VPM row j (16 rows of C across the
+row) and stores it with vertical DMAs (memory row r = VPM column r), whose row and column counts
+cut the M and N edges. The VPM is shared by all QPUs: tiles of up to 32 columns use one of two
+32-row banks (even instances bank 0, odd ones bank 1), each guarded by a semaphore used as a lock,
+so one bank is filled while the other one's DMA runs, and leave in one DMA (one start-up per tile:
+the stores bound the wide-output layers); 48-column tiles use one 48-row bank and leave in three
+16-column DMAs, the VPM writes of block b+1 overlapping the DMA of block b.
 
 Tiles are ordered panel-major (or row-tile-major for a few small panels: `rows_first`) and dealt
 to 12 QPUs round-robin (`launch.split_items`), so the QPUs running side by side stream the same
@@ -37,7 +39,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from vc4infer.emu import timing
 from vc4infer.qpu import isa, qpu
+from vc4infer.qpu.macros import vpm_write_setup_word
 from vc4infer.qpu import ra as REGFILE_A
 from vc4infer.qpu import rb as REGFILE_B
 
@@ -50,13 +54,16 @@ ROWS = isa.SIMD_WIDTH                     # rows of C per tile: one per SIMD ele
 HEADER_WORDS = 10
 #: instructions per k-step beyond the NT multiply-adds: TMU request, loop counter, branch
 K_STEP_OVERHEAD = 3
-#: modelled VDW cycles to store one 16x16 block (start-up + 1 KiB at the modelled rate)
-STORE_BLOCK_CYCLES = 270
 #: VPM rows of one bank; tiles of up to 32 columns use two banks (instances alternate), wider ones
 #: the whole 48 rows
 BANK_ROWS = 32
 #: semaphores guarding the VPM banks (semaphore 0 is launch.DONE_SEMAPHORE)
 BANK_LOCKS = (1, 2)
+#: semaphores passing the turn to store (`ordered`): instance t waits on the t-th, then raises
+#: the next instance's. They reuse the barrier's numbers: a program has one or the other.
+STORE_TOKENS = tuple(range(3, 3 + isa.NUM_QPUS))
+#: bytes of one semaphore stub (4 instructions): stub i is at table + (i << STUB_SHIFT)
+STUB_SHIFT = 5
 #: A columns in flight through the TMU (4: the most the FIFO holds reliably, spec section 11)
 MAX_TMU_DEPTH = 4
 
@@ -71,27 +78,47 @@ def vpm_banks(nt: int) -> int:
     return 2 if nt <= BANK_ROWS else 1
 
 
+def store_block_cols(nt: int) -> int:
+    """C columns per VDW store of a tile of `nt` columns: the whole tile in one transfer when the
+    instances have two banks; with one bank, 16-column blocks, so that writing block b+1 into
+    the VPM overlaps block b's transfer while the other instances wait for the bank."""
+    return nt if vpm_banks(nt) > 1 else 16
+
+
+def store_cycles(nt: int) -> float:
+    """Modelled VDW cycles to store one tile of 16 rows x `nt` columns (`store_block_cols`
+    blocks, each a start-up plus its bytes at the engine's rate: vc4infer.emu.timing)."""
+    block = store_block_cols(nt)
+    return (nt // block) * (timing.VDW_STARTUP_CYCLES + 4 * ROWS * block / timing.VDW_BYTES_PER_CYCLE)
+
+
 def record_words(nt: int, residual: bool) -> int:
     """Words of one tile record in the uniforms (see `tile_record`)."""
-    return 3 + (2 if residual else 0) + 3 * (nt // 16)
+    return 3 + (2 if residual else 0) + 3 * (nt // store_block_cols(nt))
 
 
 @qpu
 def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
-                 gather: bool = False):
-    """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth). `gather`: A columns at
+                 gather: bool = False, ordered: bool = False):
+    """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth). `ordered`: the instances
+    store their tiles in turn (`STORE_TOKENS`) instead of starting each tile at a barrier.
+    `gather`: A columns at
     the row addresses plus streamed offsets (the panel opens with the first `depth`; each panel
     row of a steady-state step ends with the one of column k + depth) instead of a fixed step.
     Uniforms: header (first record address, tile count, instance index, instance count, K - depth,
     A row stride, record bytes, R row stride, A column step, tiles that start at a barrier), then
     per tile: A[i0, 0], rows - 1,
-    panel address, [R[i0, j0], byte offset of the last valid column], and per 16-column block
-    (VDW setup or 0 = not stored, VDW stride setup, C address)."""
-    nb = nt // 16
+    panel address, [R[i0, j0], byte offset of the last valid column], and per store block
+    (`store_block_cols`: VDW setup or 0 = not stored, VDW stride setup, C address)."""
     acc = [_acc(j) for j in range(nt)]
     rec_ptr, tiles, a_stride, kmain = ra24, ra30, ra25, rb25
     thread, rec_bytes, n_threads, six = ra26, rb26, ra27, rb27
-    resume, r_stride, rowsel, bank, a_kstep = ra28, rb28, ra29, ra31, rb29
+    resume, r_stride, rowsel, bank_stub, a_kstep = ra28, rb28, ra29, ra31, rb29
+    banks = vpm_banks(nt)
+    if ordered and banks == 1:
+        raise KernelShapeError(f"NT = {nt}: ordered stores need the two VPM banks of NT <= {BANK_ROWS}")
+    my_turn, next_turn = REGFILE_A[16], REGFILE_A[17]      # free when NT <= 32
+    vpm_setup = rb30
     synced = rb24
 
     mov(rec_ptr, uniform)
@@ -106,8 +133,20 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     mov(synced, uniform)
     if act == "relu6":
         ldi(six, 6.0)
-    band(bank, thread, 1, set_flags=False)           # VPM bank (used when there are two)
-    launching.emit_bank_locks_init(asm, thread, BANK_LOCKS[:vpm_banks(nt)])
+    band(r0, thread, banks - 1, set_flags=False)     # VPM bank: instance parity, or 0
+    shl(bank_stub, r0, STUB_SHIFT, set_flags=False)
+    bank0_setup = vpm_write_setup_word("32bit horizontal", Y=0)
+    ldi(r1, vpm_write_setup_word("32bit horizontal", Y=BANK_ROWS) - bank0_setup)
+    imul24(r0, r0, r1)
+    ldi(r1, bank0_setup)
+    iadd(vpm_setup, r1, r0, set_flags=False)         # column j of the tile -> bank row j
+    if ordered:
+        shl(my_turn, thread, STUB_SHIFT, set_flags=False)
+        iadd(r0, thread, 1, set_flags=False)
+        isub(null, r0, n_threads)
+        mov(r0, 0, cond="zs")                        # the last instance hands on to instance 0
+        shl(next_turn, r0, STUB_SHIFT, set_flags=False)
+    launching.emit_bank_locks_init(asm, thread, BANK_LOCKS[:banks] + (STORE_TOKENS[:1] if ordered else ()))
 
     def mac(j: int, **kw):
         """Instruction j of a k-step: accumulate column j-1's product, form column j's."""
@@ -115,7 +154,8 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
         fadd(prev, prev, r0, set_flags=False, **kw).fmul(r0, r4, uniform)
 
     L.tile_loop
-    launching.emit_barrier(asm, thread, n_threads, synced)
+    if not ordered:
+        launching.emit_barrier(asm, thread, n_threads, synced)
     mov(null, tiles, set_flags=True)
     jzs(L.tiles_done)
     mov(uniforms_address, rec_ptr)                   # delay slots: start this tile's record
@@ -203,47 +243,69 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
             if j + depth < nt:
                 request()
 
-    # ---- store: 16x16 blocks through the VPM bank of this instance, under its lock ----
-    banks = vpm_banks(nt)
-    if banks > 1:
-        mov(null, bank, set_flags=True)
-        jzc(L.bank1)
+    # ---- store: the tile as C columns in VPM rows, leaving in vertical DMAs ----
+    if ordered:                                      # wait for this instance's turn
+        jmp(L.token_take, reg=my_turn)
         nop()
         nop()
         nop()
-    for k in range(banks):
-        if k == 1:
-            L.bank1
-        sema_down(BANK_LOCKS[k])
-        for b in range(nb):
-            mov(r2, uniform, set_flags=True)         # VDW setup, 0 = block past N
-            jzs(L[f"stored{k}"])
-            mov(r3, uniform)                         # delay slots: VDW stride setup,
-            mov(r1, uniform)                         # C address,
-            setup_vpm_write(mode="32bit vertical", Y=BANK_ROWS * k + 16 * b, X=0)   # VPM setup
-            for c in range(16):
-                mov(vpm, acc[16 * b + c])
-            if b > 0:
-                wait_dma_store()                     # block b-1 has left the VPM
-            mov(vpmvcd_wr_setup, r3)
-            mov(vpmvcd_wr_setup, r2)
-            mov(vpm_st_addr, r1)
-        L[f"stored{k}"]
-        wait_dma_store()
-        sema_up(BANK_LOCKS[k])
-        if k + 1 < banks:
-            jmp(L.store_done)
-            nop()
-            nop()
-            nop()
-    L.store_done
+        L.token_taken
+    jmp(L.bank_take, reg=bank_stub)                  # take this instance's VPM bank
+    mov(vpmvcd_wr_setup, vpm_setup)
+    nop()
+    nop()
+    L.bank_taken
+    block = store_block_cols(nt)
+    for b in range(nt // block):
+        mov(r2, uniform, set_flags=True)             # VDW setup, 0 = block past N
+        jzs(L.stored)
+        mov(r3, uniform)                             # delay slots: VDW stride setup,
+        mov(r1, uniform)                             # C address
+        nop()
+        for c in range(block):
+            mov(vpm, acc[block * b + c])
+        if b > 0:
+            wait_dma_store()                         # block b-1 has left the VPM
+        mov(vpmvcd_wr_setup, r3)
+        mov(vpmvcd_wr_setup, r2)
+        mov(vpm_st_addr, r1)
+    L.stored
+    if ordered:                                      # the next instance's turn: its bank is free
+        jmp(L.token_pass, reg=next_turn)
+        nop()
+        nop()
+        nop()
+        L.token_passed
+    wait_dma_store()
+    jmp(L.bank_give, reg=bank_stub)
+    nop()
+    nop()
+    nop()
+    L.bank_given
     jmp(L.tile_loop)
     isub(tiles, tiles, 1, set_flags=False)
     nop()
     nop()
 
+    # ---- semaphore stubs: one per semaphore, picked by a register offset (their numbers are
+    # immediates in the instruction) ----
+    def stubs(name, back, op, semaphores):
+        L[name]
+        for sem in semaphores:
+            jmp(L[back])
+            op(sem)
+            nop()
+            nop()
+
+    stubs("bank_take", "bank_taken", sema_down, BANK_LOCKS[:banks])
+    stubs("bank_give", "bank_given", sema_up, BANK_LOCKS[:banks])
+    if ordered:
+        stubs("token_take", "token_taken", sema_down, STORE_TOKENS)
+        stubs("token_pass", "token_passed", sema_up, STORE_TOKENS)
+
     L.tiles_done
-    launching.emit_join_and_exit(asm, thread, n_threads, BANK_LOCKS[:banks])
+    launching.emit_join_and_exit(asm, thread, n_threads,
+                                 BANK_LOCKS[:banks] + (STORE_TOKENS[:1] if ordered else ()))
 
 
 def panel_width(m: int, k: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
@@ -254,7 +316,7 @@ def panel_width(m: int, k: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
         tiles = math.ceil(m / ROWS) * math.ceil(n / nt)
         compute = math.ceil(tiles / n_qpus) * _tile_cycles(k, nt, False)
         locked_writes = 4 * nt if vpm_banks(nt) == 1 else 0
-        stores = tiles * ((nt // 16) * STORE_BLOCK_CYCLES + locked_writes)
+        stores = tiles * (store_cycles(nt) + locked_writes)
         return max(compute, stores), -nt
     return min(PANEL_WIDTHS, key=cost)
 
@@ -310,13 +372,31 @@ def barrier_pays(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
     queue for the one VDW engine. Worth it when at least half of them work on the same panel
     (M spans n_qpus / 2 row tiles or more) and a tile's k-loop lasts five times as long as the
     queued stores of a round."""
-    rounds_stores = n_qpus * (nt // 16) * STORE_BLOCK_CYCLES
+    rounds_stores = n_qpus * store_cycles(nt)
     return math.ceil(m / ROWS) >= n_qpus // 2 and 4 * k * (nt + K_STEP_OVERHEAD) >= 5 * rounds_stores
+
+
+def stores_bound(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
+    """Whether the tiles' stores, which queue for the one VDW engine, outlast their k-loops: a
+    round of n_qpus stores takes longer than one tile's compute. The bank locks are then never
+    free, and which waiting instance a semaphore wakes decides who progresses: the instances
+    then store in turn (`ordered`), which keeps each of them one round behind the engine and
+    none starved until the others finish. Needs the two VPM banks (NT <= 32)."""
+    compute = _tile_cycles(k, nt, False) - store_cycles(nt)
+    return vpm_banks(nt) > 1 and math.ceil(m / ROWS) >= n_qpus and n_qpus * store_cycles(nt) > compute
+
+
+def tile_sync(m: int, k: int, nt: int) -> Optional[str]:
+    """How the instances pace their tiles: "barrier" (`barrier_pays`), "ordered" stores
+    (`stores_bound`), or None (each at its own pace)."""
+    if barrier_pays(m, k, nt):
+        return "barrier"
+    return "ordered" if stores_bound(m, k, nt) else None
 
 
 def _tile_cycles(k: int, nt: int, residual: bool) -> float:
     instructions = 40 + k * (nt + K_STEP_OVERHEAD) + nt * (4 + (4 if residual else 0)) + 25 * (nt // 16)
-    return 4.0 * instructions + STORE_BLOCK_CYCLES * (nt // 16)
+    return 4.0 * instructions + store_cycles(nt)
 
 
 def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_address: int,
@@ -357,7 +437,7 @@ def build(drv, m: int, k: int, n: int, a_address: int, a_stride: int, weights_ad
             weights_address + p * panel_bytes, c_address + i0 * c_stride, c_stride, p * nt, n,
             nt, r_row0=r_row0))
     return launches_of(drv, records, k, nt, act, residual, a_stride, residual_stride or 0,
-                       a_column_step, barrier_pays(m, k, nt))
+                       a_column_step, tile_sync(m, k, nt))
 
 
 #: how much more an SDRAM byte of the weight panel costs than one of A (`rows_first`); chosen
@@ -383,25 +463,32 @@ def rows_first(row_tiles: int, panels: int, a_tile_bytes: int, panel_bytes: int,
 
 
 def launches_of(drv, records: list, k: int, nt: int, act: Optional[str], residual: bool,
-                a_stride: int, residual_stride: int, a_column_step: int, barrier: bool,
+                a_stride: int, residual_stride: int, a_column_step: int, sync: Optional[str],
                 gather: bool = False) -> List[Launch]:
     """Launches running one tile per entry of `records` (functions of the instance's VPM row,
     `tile_record` with all else bound, giving the tile's record words), dealt to the QPUs in
-    order."""
+    order; `sync` as `tile_sync` gives it."""
     depth = min(MAX_TMU_DEPTH, k)
-    program = launching.cached_program(drv, sgemm_kernel, nt, act, residual, depth, gather)
+    ordered = sync == "ordered"
+    program = launching.cached_program(drv, sgemm_kernel, nt, act, residual, depth, gather, ordered)
     cycles = [_tile_cycles(k, nt, residual)] * len(records)
     plan = launching.split_items(cycles, launching.launch_budget_cycles(drv))
     rec = record_words(nt, residual)
+    store_words = 3 * (nt // store_block_cols(nt))
     rows_per_launch = []
     for instances in plan:
-        synced = min(map(len, instances)) if barrier else 0
+        synced = min(map(len, instances)) if sync == "barrier" else 0
+        turns = max(map(len, instances))
         rows = []
         for t, items in enumerate(instances):
-            header = [0, len(items), t, len(instances), k - depth, a_stride, 4 * rec,
-                      residual_stride, a_column_step, synced]
             vpm_y = BANK_ROWS * (t % vpm_banks(nt))
-            rows.append(header + [w for index in items for w in records[index](vpm_y)])
+            words = [w for index in items for w in records[index](vpm_y)]
+            if ordered:           # every instance takes every turn: a short one idles through
+                idle = records[items[0]](vpm_y)[:rec - store_words] + [0] * store_words
+                words += idle * (turns - len(items))
+            header = [0, turns if ordered else len(items), t, len(instances), k - depth, a_stride,
+                      4 * rec, residual_stride, a_column_step, synced]
+            rows.append(header + words)
         rows_per_launch.append(rows)
     return launching.launch_rows(drv, program, rows_per_launch, record_pointer_words=HEADER_WORDS)
 
@@ -415,12 +502,13 @@ def tile_record(a_row0: int, rows: int, panel_address: int, c_row0: int, c_strid
     words = [a_row0, rows - 1, panel_address]
     if r_row0 is not None:
         words += [r_row0 + 4 * j0, 4 * (cols - 1)]
-    for b in range(nt // 16):
-        bcols = min(16, cols - 16 * b)
+    block = store_block_cols(nt)
+    for b in range(nt // block):
+        bcols = min(block, cols - block * b)
         if bcols <= 0:
             words += [0, 0, 0]
             continue
-        words += [launching.vdw_store_setup(rows, bcols, vpm_y + 16 * b),
+        words += [launching.vdw_store_setup(rows, bcols, vpm_y + block * b, vertical=True),
                   launching.vdw_stride_setup(c_stride - 4 * bcols),
-                  c_row0 + 4 * (j0 + 16 * b)]
+                  c_row0 + 4 * (j0 + block * b)]
     return words
