@@ -26,9 +26,8 @@ def variants() -> Iterator[Tuple[str, Callable, tuple]]:
                 for depth in range(2, sgemm.MAX_TMU_DEPTH + 1):
                     stem = f"sgemm_nt{nt}_{_act_name(act)}{'_residual' if residual else ''}_depth{depth}"
                     yield stem, sgemm.sgemm_kernel, (nt, act, residual, depth)
-                    if sgemm.vpm_banks(nt) > 1:
-                        yield stem + "_ordered", sgemm.sgemm_kernel, (nt, act, residual, depth,
-                                                                      False, True)
+                    yield stem + "_ordered", sgemm.sgemm_kernel, (nt, act, residual, depth,
+                                                                  False, True)
     for nt in sgemm.PANEL_WIDTHS:
         for act in sgemm.ACTIVATIONS:
             stem = f"sgemm_gather_nt{nt}_{_act_name(act)}_depth{sgemm.MAX_TMU_DEPTH}"

@@ -21,6 +21,11 @@ so one bank is filled while the other one's DMA runs, and leave in one DMA (one 
 the stores bound the wide-output layers); 48-column tiles use one 48-row bank and leave in three
 16-column DMAs, the VPM writes of block b+1 overlapping the DMA of block b.
 
+The instances store in turn (`tile_sync`): instance t waits for its token semaphore, stores,
+and raises instance t+1's once its DMA has started (with one bank: once it has finished), so
+no instance starves on a busy lock, whatever order the hardware wakes semaphore waiters in.
+Shapes with long k-loops start each tile at a barrier instead (`barrier_pays`).
+
 Tiles are ordered panel-major (or row-tile-major for a few small panels: `rows_first`) and dealt
 to 12 QPUs round-robin (`launch.split_items`), so the QPUs running side by side stream the same
 panel, or read the same A rows (L2 hits); every QPU reads its own uniforms row:
@@ -28,7 +33,7 @@ a header, then one record per tile. A may also be read transposed (`a_column_ste
 a global average pool an SGEMM (qpu_kernels.pooling). The *gather* variant reads A[i, k] at
 A_row(i) + offset[k], the offsets streamed with the panel (`gather_depth`): an im2col read of
 a convolution's input, done by the TMU with no copy (qpu_kernels.conv_stem). The program is
-assembled once per (NT, activation, residual, TMU depth, gather) and shared by all launches of
+assembled once per (NT, activation, residual, TMU depth, gather, ordered) and shared by all launches of
 all layers.
 """
 from __future__ import annotations
@@ -101,8 +106,8 @@ def record_words(nt: int, residual: bool) -> int:
 def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
                  gather: bool = False, ordered: bool = False):
     """`depth` (2..4): A columns in flight in the TMU FIFO (K >= depth). `ordered`: the instances
-    store their tiles in turn (`STORE_TOKENS`) instead of starting each tile at a barrier.
-    `gather`: A columns at
+    store their tiles in turn (`STORE_TOKENS`); otherwise a VPM bank goes to whichever instance
+    the semaphore wakes, and tiles may start at a barrier. `gather`: A columns at
     the row addresses plus streamed offsets (the panel opens with the first `depth`; each panel
     row of a steady-state step ends with the one of column k + depth) instead of a fixed step.
     Uniforms: header (first record address, tile count, instance index, instance count, K - depth,
@@ -111,15 +116,15 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     panel address, [R[i0, j0], byte offset of the last valid column], and per store block
     (`store_block_cols`: VDW setup or 0 = not stored, VDW stride setup, C address)."""
     acc = [_acc(j) for j in range(nt)]
-    rec_ptr, tiles, a_stride, kmain = ra24, ra30, ra25, rb25
+    rec_ptr, tiles, a_stride, kmain = ra24, ra30, rb31, rb25
     thread, rec_bytes, n_threads, six = ra26, rb26, ra27, rb27
-    resume, r_stride, rowsel, bank_stub, a_kstep = ra28, rb28, ra29, ra31, rb29
+    resume, r_stride, rowsel, a_kstep = ra28, rb28, ra29, rb29
+    vpm_setup, synced = rb30, rb24
+    # stub offsets (branch registers are in regfile A): this instance's stubs, the next one's
+    my_stub, next_stub = ra31, ra25
     banks = vpm_banks(nt)
-    if ordered and banks == 1:
-        raise KernelShapeError(f"NT = {nt}: ordered stores need the two VPM banks of NT <= {BANK_ROWS}")
-    my_turn, next_turn = REGFILE_A[16], REGFILE_A[17]      # free when NT <= 32
-    vpm_setup = rb30
-    synced = rb24
+    bank_locks = BANK_LOCKS[:banks] if banks > 1 or not ordered else ()
+    raised = bank_locks + (STORE_TOKENS[:1] if ordered else ())   # by instance 0, at the start
 
     mov(rec_ptr, uniform)
     mov(tiles, uniform)
@@ -134,19 +139,18 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     if act == "relu6":
         ldi(six, 6.0)
     band(r0, thread, banks - 1, set_flags=False)     # VPM bank: instance parity, or 0
-    shl(bank_stub, r0, STUB_SHIFT, set_flags=False)
+    shl(my_stub, (thread if ordered else r0), STUB_SHIFT, set_flags=False)
     bank0_setup = vpm_write_setup_word("32bit horizontal", Y=0)
     ldi(r1, vpm_write_setup_word("32bit horizontal", Y=BANK_ROWS) - bank0_setup)
     imul24(r0, r0, r1)
     ldi(r1, bank0_setup)
     iadd(vpm_setup, r1, r0, set_flags=False)         # column j of the tile -> bank row j
     if ordered:
-        shl(my_turn, thread, STUB_SHIFT, set_flags=False)
         iadd(r0, thread, 1, set_flags=False)
         isub(null, r0, n_threads)
         mov(r0, 0, cond="zs")                        # the last instance hands on to instance 0
-        shl(next_turn, r0, STUB_SHIFT, set_flags=False)
-    launching.emit_bank_locks_init(asm, thread, BANK_LOCKS[:banks] + (STORE_TOKENS[:1] if ordered else ()))
+        shl(next_stub, r0, STUB_SHIFT, set_flags=False)
+    launching.emit_bank_locks_init(asm, thread, raised)
 
     def mac(j: int, **kw):
         """Instruction j of a k-step: accumulate column j-1's product, form column j's."""
@@ -243,18 +247,14 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
             if j + depth < nt:
                 request()
 
-    # ---- store: the tile as C columns in VPM rows, leaving in vertical DMAs ----
-    if ordered:                                      # wait for this instance's turn
-        jmp(L.token_take, reg=my_turn)
-        nop()
-        nop()
-        nop()
-        L.token_taken
-    jmp(L.bank_take, reg=bank_stub)                  # take this instance's VPM bank
+    # ---- store: the tile as C columns in VPM rows, leaving in vertical DMAs. Ordered: wait for
+    # this instance's turn (and bank), hand the turn on once the DMA has started (with one bank:
+    # once it has left the VPM). Otherwise: take the bank, store, give the bank back. ----
+    jmp(L.take, reg=my_stub)
     mov(vpmvcd_wr_setup, vpm_setup)
     nop()
     nop()
-    L.bank_taken
+    L.taken
     block = store_block_cols(nt)
     for b in range(nt // block):
         mov(r2, uniform, set_flags=True)             # VDW setup, 0 = block past N
@@ -270,42 +270,52 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
         mov(vpmvcd_wr_setup, r2)
         mov(vpm_st_addr, r1)
     L.stored
-    if ordered:                                      # the next instance's turn: its bank is free
-        jmp(L.token_pass, reg=next_turn)
+    if ordered and bank_locks:
+        jmp(L.hand_on, reg=next_stub)
         nop()
         nop()
         nop()
-        L.token_passed
+        L.handed_on
     wait_dma_store()
-    jmp(L.bank_give, reg=bank_stub)
-    nop()
-    nop()
-    nop()
-    L.bank_given
+    if ordered and not bank_locks:
+        jmp(L.hand_on, reg=next_stub)
+        nop()
+        nop()
+        nop()
+        L.handed_on
+    if bank_locks:
+        jmp(L.give, reg=my_stub)
+        nop()
+        nop()
+        nop()
+        L.given
     jmp(L.tile_loop)
     isub(tiles, tiles, 1, set_flags=False)
     nop()
     nop()
 
-    # ---- semaphore stubs: one per semaphore, picked by a register offset (their numbers are
-    # immediates in the instruction) ----
-    def stubs(name, back, op, semaphores):
+    # ---- semaphore stubs, one per instance (ordered) or bank, picked by a register offset (a
+    # semaphore number is an immediate of the instruction) ----
+    def stubs(name, back, ops):
         L[name]
-        for sem in semaphores:
+        for i in range(isa.NUM_QPUS if ordered else banks):
             jmp(L[back])
-            op(sem)
-            nop()
-            nop()
+            for op, sems in ops:
+                op(sems[i % len(sems)])
+            for _ in range(3 - len(ops)):
+                nop()
 
-    stubs("bank_take", "bank_taken", sema_down, BANK_LOCKS[:banks])
-    stubs("bank_give", "bank_given", sema_up, BANK_LOCKS[:banks])
     if ordered:
-        stubs("token_take", "token_taken", sema_down, STORE_TOKENS)
-        stubs("token_pass", "token_passed", sema_up, STORE_TOKENS)
+        take = [(sema_down, STORE_TOKENS)] + ([(sema_down, bank_locks)] if bank_locks else [])
+        stubs("take", "taken", take)
+        stubs("hand_on", "handed_on", [(sema_up, STORE_TOKENS)])
+    else:
+        stubs("take", "taken", [(sema_down, bank_locks)])
+    if bank_locks:
+        stubs("give", "given", [(sema_up, bank_locks)])
 
     L.tiles_done
-    launching.emit_join_and_exit(asm, thread, n_threads,
-                                 BANK_LOCKS[:banks] + (STORE_TOKENS[:1] if ordered else ()))
+    launching.emit_join_and_exit(asm, thread, n_threads, raised)
 
 
 def panel_width(m: int, k: int, n: int, n_qpus: int = isa.NUM_QPUS) -> int:
@@ -376,22 +386,14 @@ def barrier_pays(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
     return math.ceil(m / ROWS) >= n_qpus // 2 and 4 * k * (nt + K_STEP_OVERHEAD) >= 5 * rounds_stores
 
 
-def stores_bound(m: int, k: int, nt: int, n_qpus: int = isa.NUM_QPUS) -> bool:
-    """Whether the tiles' stores, which queue for the one VDW engine, outlast their k-loops: a
-    round of n_qpus stores takes longer than one tile's compute. The bank locks are then never
-    free, and which waiting instance a semaphore wakes decides who progresses: the instances
-    then store in turn (`ordered`), which keeps each of them one round behind the engine and
-    none starved until the others finish. Needs the two VPM banks (NT <= 32)."""
-    compute = _tile_cycles(k, nt, False) - store_cycles(nt)
-    return vpm_banks(nt) > 1 and math.ceil(m / ROWS) >= n_qpus and n_qpus * store_cycles(nt) > compute
-
-
-def tile_sync(m: int, k: int, nt: int) -> Optional[str]:
-    """How the instances pace their tiles: "barrier" (`barrier_pays`), "ordered" stores
-    (`stores_bound`), or None (each at its own pace)."""
-    if barrier_pays(m, k, nt):
-        return "barrier"
-    return "ordered" if stores_bound(m, k, nt) else None
+def tile_sync(m: int, k: int, nt: int) -> str:
+    """How the instances pace their tiles: "barrier" where `barrier_pays`, else "ordered": they
+    store in turn. A VPM bank lock is busy most of the time whenever the stores, which queue
+    for the one VDW engine, take a good part of a tile's time; which waiting instance a
+    semaphore then wakes decides who progresses, and an instance that keeps losing ends long
+    after the others (the guide does not say how the hardware picks). Taking turns keeps every
+    instance within a round of stores of the others."""
+    return "barrier" if barrier_pays(m, k, nt) else "ordered"
 
 
 def _tile_cycles(k: int, nt: int, residual: bool) -> float:
