@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emu_rig import Rig, words
-from vc4infer.emu.errors import BudgetExceededError, DeadlockError, MemoryFaultError
+from vc4infer.emu.errors import BudgetExceededError, DeadlockError, MemoryFaultError, StrayReadWarning
 from vc4infer.qpu import qpu
 
 
@@ -267,7 +267,7 @@ def test_uniforms_are_read_row_by_row_in_strict_mode(strict):
             with pytest.raises(MemoryFaultError, match=r"uniform #2 of this program.* past this "
                                                        r"QPU's row.*another QPU's"):
                 drv.execute(2, prog, rows)
-        else:
-            with pytest.raises(MemoryFaultError):             # QPU 1 runs past the block itself
+        else:                         # QPU 1 runs just past the block: served, as on a Pi
+            with pytest.warns(StrayReadWarning, match=r"(?s)QPU 1 .*uniform #2"):
                 drv.execute(2, prog, rows)
         drv.execute(2, drv.program(read_uniforms, 2), rows)   # each reading its own row is fine

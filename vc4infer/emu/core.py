@@ -26,13 +26,15 @@ from vc4infer.emu.decode import (
 from vc4infer.emu.fastpath import branch_taken, cond_mask, dma_wait_ready, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
-from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
+from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
 from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
     FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, FAULT_UNIFORM_ROW,
     GS_DMA_LOAD_BYTES,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
+    GS_STRAY_ADDR, GS_STRAY_KIND, GS_STRAY_NBYTES, GS_STRAY_PC, GS_STRAY_QPU, GS_STRAY_READS,
+    GS_STRAY_ROW,
     GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
     IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
     QPUS_PER_SLICE, QS_ACCW_INSTR, QS_ACCW_MASK, QS_BLOCK_ON, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT,
@@ -106,6 +108,20 @@ def _fault(err, kind, q, pc, addr, nbytes, row):
 
 
 @jit
+def _stray(gs, kind, q, pc, addr, nbytes, row):
+    """Count a read outside every live buffer that a Pi would serve from the Driver's memory
+    (memory.stray_read; not strict), keeping the first one's details as a fault would give."""
+    if gs[GS_STRAY_READS] == 0:
+        gs[GS_STRAY_KIND] = kind
+        gs[GS_STRAY_QPU] = q
+        gs[GS_STRAY_PC] = pc
+        gs[GS_STRAY_ADDR] = addr
+        gs[GS_STRAY_NBYTES] = nbytes
+        gs[GS_STRAY_ROW] = row
+    gs[GS_STRAY_READS] += 1
+
+
+@jit
 def _c_ambiguous(fl, cond):
     """Whether condition `cond` reads a C flag whose value vc4asm and VC4C would disagree on."""
     if cond < 6:
@@ -144,7 +160,7 @@ def _wake(qs, nq, resource, cycle, stall, cause):
 
 
 @jit
-def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
+def _read_uniform(q, n, pc, qs, gs, mem, membase, bounds, strict, err):
     """Pop the next uniform. Returns (status, value); status -1 = ok, else an event code."""
     if qs[q, QS_UPTR_AT] >= 0:
         if n >= qs[q, QS_UPTR_AT]:
@@ -154,7 +170,12 @@ def _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err):
             return _undefined(err, UB_UNIFORM_AFTER_ADDR, q, pc, qs[q, QS_UPTR_AT] - n), 0
     a = qs[q, QS_UPTR]
     if not in_buffer(bounds, a, 4):
-        return _fault(err, FAULT_UNIFORM, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
+        if strict or not stray_read(bounds, a & ~3, 4, membase + mem.shape[0]):
+            return _fault(err, FAULT_UNIFORM, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
+        _stray(gs, FAULT_UNIFORM, q, pc, a, 4, qs[q, QS_UNIF_READS])
+        qs[q, QS_UPTR] = a + 4
+        qs[q, QS_UNIF_READS] += 1
+        return -1, load_u32(mem, (a & ~3) - membase)
     b = buffer_index(bounds, a)                # in_buffer held: a buffer starts at or below a
     lo, hi = bounds[b, 0], bounds[b, 1]
     row_lo, row_hi = qs[q, QS_UROW_LO], qs[q, QS_UROW_HI]
@@ -192,7 +213,7 @@ def _io_read(q, n, pc, addr, space, qs, gs, mem, membase, bounds, vpm8, vpm16, v
     `used`: whether an operand mux selects this value. Returns -1 or an event code."""
     cycle = qs[q, QS_CYCLE]
     if addr == isa.ADDR_UNIFORM:
-        st, v = _read_uniform(q, n, pc, qs, mem, membase, bounds, strict, err)
+        st, v = _read_uniform(q, n, pc, qs, gs, mem, membase, bounds, strict, err)
         if st >= 0:
             return st
         for i in range(16):
@@ -282,9 +303,11 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
     if addr == isa.ADDR_VPM_DMA:
         if space == 0:
             nbytes = dma.vcd_load(mem, membase, bounds, vpm8, qs[q, QS_VCD_SETUP],
-                                  qs[q, QS_VCD_PITCHB], v0, fault)
+                                  qs[q, QS_VCD_PITCHB], v0, fault, strict)
             if nbytes < 0:
                 return _fault(err, FAULT_DMA_LOAD, q, pc, fault[1], fault[2], fault[0])
+            if fault[3] > 0:
+                _stray(gs, FAULT_DMA_LOAD, q, pc, v0, nbytes, fault[3] - 1)
             start, end = dma.transfer_end(gt, tp, False, cycle, nbytes)
             qs[q, QS_LD_DONE] = np.int64(np.ceil(end))
             qs[q, QS_LD_PENDING] = 1
@@ -331,12 +354,15 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
         counts[0] = 0
         counts[1] = 0
         counts[2] = 0
+        counts[3] = 0
         unit = (q // QPUS_PER_SLICE) * 2 + t
         bad = tmu.lookup(unit, vals, tmu_data[q, t, slot], mem, membase, bounds, l1tag, l1data,
-                         l2tag, l2lru, l2data, gs[GS_TMU_REQUESTS], counts)
+                         l2tag, l2lru, l2data, gs[GS_TMU_REQUESTS], counts, strict)
         if bad >= 0:
             a = np.int64(vals[bad]) & ~3
             return _fault(err, FAULT_TMU, q, pc, a, 4, bad)
+        if counts[3] > 0:
+            _stray(gs, FAULT_TMU, q, pc, np.int64(vals[counts[3] - 1]) & ~3, 4, counts[3] - 1)
         if counts[2] > 0:
             gs[GS_STALE_READS] += counts[2]
             if strict:

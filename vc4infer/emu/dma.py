@@ -15,7 +15,7 @@ these narrow modes are not hardware-verified by any source.
 import numpy as np
 
 from vc4infer.emu.jit import jit
-from vc4infer.emu.memory import buffer_index, in_buffer
+from vc4infer.emu.memory import buffer_index, in_buffer, stray_read
 from vc4infer.emu.timing import TP_DRAM_BPC, TP_VCD_BPC, TP_VCD_STARTUP, TP_VDW_BPC, TP_VDW_STARTUP
 from vc4infer.emu.state import GT_DRAM_FREE, GT_VCD_FREE, GT_VDW_FREE
 
@@ -39,9 +39,11 @@ def _width(modew):
 
 
 @jit
-def vcd_load(mem, membase, bounds, vpm8, setup, pitchb, addr, fault):
+def vcd_load(mem, membase, bounds, vpm8, setup, pitchb, addr, fault, strict):
     """Run a DMA load with basic setup `setup` to bus address `addr`. Returns bytes moved, or -1
-    with fault[0] = row, fault[1] = row address, fault[2] = row bytes."""
+    with fault[0] = row, fault[1] = row address, fault[2] = row bytes. When not `strict`, a row
+    a Pi would read from the Driver's memory (memory.stray_read) is loaded, and the first such
+    row + 1 left in fault[3] (0: none)."""
     w, sel = _width((setup >> 28) & 7)
     mpitch = (setup >> 24) & 15
     rowlen = _nz((setup >> 20) & 15, 16)
@@ -52,9 +54,14 @@ def vcd_load(mem, membase, bounds, vpm8, setup, pitchb, addr, fault):
     x = setup & 15
     pitch = (8 << mpitch) if mpitch != 0 else pitchb
     rowbytes = rowlen * w
+    fault[3] = 0
     for r in range(nrows):
         a = addr + r * pitch
         if not in_buffer(bounds, a, rowbytes):
+            if not strict and stray_read(bounds, a, rowbytes, membase + mem.shape[0]):
+                if fault[3] == 0:
+                    fault[3] = r + 1
+                continue
             fault[0] = r
             fault[1] = a
             fault[2] = rowbytes

@@ -21,3 +21,9 @@ class BudgetExceededError(EmulatorError):
 class UndefinedBehaviourError(EmulatorError):
     """The program does something whose result the hardware leaves undefined (raised in strict mode,
     and always where the hardware would hang or the emulator cannot give any defined result)."""
+
+
+class StrayReadWarning(UserWarning):
+    """A program read bytes outside every live buffer that a Pi would still serve from the
+    Driver's memory (just past a buffer's end). The emulator returned them, as a Pi does; strict
+    mode refuses such reads (MemoryFaultError)."""

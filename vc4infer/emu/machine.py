@@ -12,6 +12,7 @@ went wrong; figures in the returned LaunchStats are modelled.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -20,7 +21,7 @@ from hostside.driver.backend import LaunchStats
 from hostside.driver.errors import DriverError, LaunchTimeoutError
 from vc4infer.emu import core, decode, state, timing, tmu, warmup
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
-                                 UndefinedBehaviourError)
+                                 StrayReadWarning, UndefinedBehaviourError)
 from vc4infer.emu.memory import GpuMemory
 from vc4infer.emu.state import (ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X,
                                 NQ, QS_CYCLE, QS_INSTR, QS_PC, QS_STATUS)
@@ -166,6 +167,7 @@ class Machine:
                     f"the emulated launch did not finish within {timeout_s} s of host time "
                     f"({int(self.gs[state.GS_TOTAL_INSTR])} instructions run): "
                     + self._where_all() + "; give execute a longer timeout or set a budget")
+        self._warn_stray_reads()
         return self._stats(time.perf_counter() - t0, time.thread_time() - cpu0)
 
     def _loop_arguments(self, bounds: np.ndarray) -> tuple:
@@ -296,31 +298,48 @@ class Machine:
         return "; ".join(self._where(q) for q in range(self.n_qpus)
                          if self.qs[q, QS_STATUS] != state.ST_ENDED)
 
+    def _access_text(self, kind: int, q: int, pc: int, addr: int, nbytes: int, row: int) -> str:
+        """Where a faulting (or stray) access came from and where it went."""
+        detail = {state.FAULT_DMA_LOAD: f" (memory row {row})",
+                  state.FAULT_DMA_STORE: f" (memory row {row})",
+                  state.FAULT_TMU: f" (element {row})",
+                  state.FAULT_UNIFORM: f" (uniform #{row} of this program)",
+                  state.FAULT_UNIFORM_ROW: f" (uniform #{row} of this program)"}.get(kind, "")
+        inside = self.memory.find(addr, nbytes)
+        if kind == state.FAULT_UNIFORM_ROW:
+            lo, hi = int(self.qs[q, state.QS_UROW_LO]), int(self.qs[q, state.QS_UROW_HI])
+            where = (f"lies past this QPU's row [0x{lo:08X}, 0x{hi:08X}) of the launch's "
+                     f"uniforms, in another QPU's (strict mode checks uniforms row by row)")
+        elif inside is not None and kind == state.FAULT_DMA_STORE:
+            where = (f"lands in buffer '{inside.label}', not in the buffer of the store's first "
+                     f"row: a DMA store stays inside one buffer")
+        else:
+            where = f"is outside every live buffer; {self.memory.describe(addr, nbytes)}"
+        return (f"{self._where(q, pc)}\n  {state.FAULT_NAMES[kind]} of {nbytes} bytes at "
+                f"0x{addr:08X}{detail} {where}")
+
+    def _warn_stray_reads(self) -> None:
+        """One StrayReadWarning per launch that read outside its buffers (not strict)."""
+        gs = self.gs
+        count = int(gs[state.GS_STRAY_READS])
+        if not count:
+            return
+        text = self._access_text(int(gs[state.GS_STRAY_KIND]), int(gs[state.GS_STRAY_QPU]),
+                                 int(gs[state.GS_STRAY_PC]), int(gs[state.GS_STRAY_ADDR]),
+                                 int(gs[state.GS_STRAY_NBYTES]), int(gs[state.GS_STRAY_ROW]))
+        warnings.warn(StrayReadWarning(
+            f"{text}.\n  A Pi reads whatever lies there in the Driver's memory, and so did the "
+            f"emulator ({count} such read{'s' if count > 1 else ''} in this launch); strict "
+            f"mode refuses them. Give the buffer the bytes the program reads, or stop it reading "
+            f"past them."), stacklevel=5)
+
     def _error(self, event: int) -> DriverError:
         err = self.err
         q, pc = int(err[ERR_QPU]), int(err[ERR_PC])
         if event == state.EV_FAULT:
-            kind = state.FAULT_NAMES[int(err[ERR_KIND])]
-            addr, nbytes, row = int(err[ERR_ADDR]), int(err[ERR_NBYTES]), int(err[ERR_ROW])
-            detail = {state.FAULT_DMA_LOAD: f" (memory row {row})",
-                      state.FAULT_DMA_STORE: f" (memory row {row})",
-                      state.FAULT_TMU: f" (element {row})",
-                      state.FAULT_UNIFORM: f" (uniform #{row} of this program)",
-                      state.FAULT_UNIFORM_ROW: f" (uniform #{row} of this program)"}.get(
-                int(err[ERR_KIND]), "")
-            inside = self.memory.find(addr, nbytes)
-            if int(err[ERR_KIND]) == state.FAULT_UNIFORM_ROW:
-                lo, hi = int(self.qs[q, state.QS_UROW_LO]), int(self.qs[q, state.QS_UROW_HI])
-                where = (f"lies past this QPU's row [0x{lo:08X}, 0x{hi:08X}) of the launch's "
-                         f"uniforms, in another QPU's (strict mode checks uniforms row by row)")
-            elif inside is not None and int(err[ERR_KIND]) == state.FAULT_DMA_STORE:
-                where = (f"lands in buffer '{inside.label}', not in the buffer of the store's first "
-                         f"row: a DMA store stays inside one buffer")
-            else:
-                where = f"is outside every live buffer; {self.memory.describe(addr, nbytes)}"
-            return MemoryFaultError(
-                f"{self._where(q, pc)}\n  {kind} of {nbytes} bytes at 0x{addr:08X}{detail} "
-                f"{where}. Nothing was written.")
+            return MemoryFaultError(self._access_text(
+                int(err[ERR_KIND]), q, pc, int(err[ERR_ADDR]), int(err[ERR_NBYTES]),
+                int(err[ERR_ROW])) + ". Nothing was written.")
         if event == state.EV_DEADLOCK:
             lines = []
             for i in range(self.n_qpus):

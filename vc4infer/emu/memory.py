@@ -187,6 +187,18 @@ def in_buffer(bounds, addr, nbytes):
 
 
 @jit
+def stray_read(bounds, addr, nbytes, mem_end):
+    """True when [addr, addr + nbytes), outside every live buffer, still lies where a Pi would
+    read bytes of the Driver's own memory: from a live buffer's start to REDZONE_BYTES past its
+    end (py-videocore's arrays sit back to back in one area; here the red zone stands for the
+    bytes after an array), and inside the emulated memory (ending at bus address `mem_end`)."""
+    found = buffer_index(bounds, addr)
+    if found < 0 or nbytes <= 0 or addr + nbytes > mem_end:
+        return False
+    return addr + nbytes <= bounds[found, 1] + REDZONE_BYTES
+
+
+@jit
 def load_u32(mem, offset):
     """Little-endian 32-bit word at byte `offset` of the memory array."""
     return (int(mem[offset]) | (int(mem[offset + 1]) << 8) | (int(mem[offset + 2]) << 16)

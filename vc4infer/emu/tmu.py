@@ -13,7 +13,7 @@ number"). The bottom two address bits are ignored (guide p.41).
 import numpy as np
 
 from vc4infer.emu.jit import jit, jit_inline
-from vc4infer.emu.memory import buffer_index, in_buffer, load_u32
+from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
 from vc4infer.emu.timing import CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES
 
 
@@ -67,18 +67,24 @@ def l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp):
 
 @jit_inline
 def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, l2data, stamp,
-           counts):
+           counts, strict):
     """Fetch the 32-bit word at each of the 16 addresses into `out`. Returns -1 on success, or the
-    first element whose word is outside every live buffer (nothing is fetched then).
+    first element whose word is outside every live buffer (nothing is fetched then); when not
+    `strict`, a word a Pi would serve from the Driver's memory (`stray_read`) is fetched and its
+    element (the first such, + 1) left in counts[3].
     counts[0] += L1 misses, counts[1] += L2 misses, counts[2] += elements whose cached copy differs
     from memory (stale data)."""
     first = buffer_index(bounds, np.int64(addrs[0]) & ~3)   # most lookups stay in one buffer
     lo = bounds[first, 0] if first >= 0 else 0
     hi = bounds[first, 1] if first >= 0 else 0
+    mem_end = membase + mem.shape[0]
     for i in range(16):
         a = np.int64(addrs[i]) & ~3
         if not (lo <= a and a + 4 <= hi) and not in_buffer(bounds, a, 4):
-            return i
+            if strict or not stray_read(bounds, a, 4, mem_end):
+                return i
+            if counts[3] == 0:
+                counts[3] = i + 1
     l1words = l1data.view(np.uint32)      # lines as words: one move per word, not per byte
     l2words = l2data.view(np.uint32)
     for i in range(16):
