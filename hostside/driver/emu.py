@@ -25,6 +25,7 @@ from vc4infer.emu.machine import Machine
 from vc4infer.emu.memory import LOW_RESERVED_BYTES, SHARED_BYTES, shared_memory
 from vc4infer.emu.timing import CLOCKS_HZ, DEFAULT_CLOCK_HZ
 from vc4infer.emu.trace import TraceRecord
+from vc4infer.emu.v3d import EmulatedV3D
 
 
 class EmuBackend(Backend):
@@ -56,6 +57,8 @@ class EmuBackend(Backend):
         self.machine = Machine(self.memory, clock_hz=clock_hz, strict=strict, trace=trace,
                                max_instructions=max_instructions, max_cycles=max_cycles,
                                trace_callback=trace_callback, fast_path=fast_path)
+        #: the V3D register block (hostside.driver.v3d): identity and performance counters
+        self.v3d = EmulatedV3D()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -81,7 +84,9 @@ class EmuBackend(Backend):
 
     def execute(self, control: Sequence[Tuple[int, int]], timeout_s: float) -> LaunchStats:
         self._check_open()
-        return self.machine.run(control, timeout_s)
+        stats = self.machine.run(control, timeout_s)
+        self.v3d.record_launch(stats)
+        return stats
 
     @property
     def trace_records(self) -> List[TraceRecord]:

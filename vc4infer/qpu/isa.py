@@ -338,6 +338,7 @@ SEMAPHORE_MAX = 15
 VPM_ROW_WORDS = 16
 VPM_USER_ROWS = 64               # erratum HW-2253: user programs reach only the first 64 rows
 VPM_USER_BYTES = VPM_USER_ROWS * VPM_ROW_WORDS * 4
+VPM_BYTES = 12 * 1024            # the Pi's whole VPM (V3D_IDENT1.VPMSZ = 12 KiB) [AG p.97]
 
 # --------------------------------------------------------------------------------------------
 # VPM and DMA setup words [AG p.57-59 Tables 32-37]
