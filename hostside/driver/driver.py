@@ -31,6 +31,9 @@ DEFAULT_DATA_AREA_SIZE = 32 * 1024 * 1024
 DEFAULT_CODE_AREA_SIZE = 1024 * 1024
 #: program instances one execute may start: one per QPU of the VideoCore IV
 MAX_THREADS = NUM_QPUS
+#: py-videocore's name for the default `max_threads` (its 1024 only sized a message area; an
+#: execute runs at most one instance per QPU)
+DEFAULT_MAX_THREADS = MAX_THREADS
 #: cache modes of py-videocore's `Driver(cache_mode=...)`, the values of libvcsm / vcsm-cma's cache
 #: types (VCSM_CACHE_TYPE_NONE, _HOST, _VC, _HOST_AND_VC), which py-videocore took from rpi_vcsm:
 #: HOST maps the memory cached on the ARM (the Driver cleans and invalidates it around every
@@ -181,6 +184,11 @@ class Program:
 
     def __len__(self) -> int:
         return len(self.code) // 8
+
+    @property
+    def size(self) -> int:
+        """Bytes of code (py-videocore's `Program.size`)."""
+        return len(self.code)
 
     def __repr__(self) -> str:
         return f"<Program {self.name!r}: {len(self)} instructions at 0x{self.address:08x}>"

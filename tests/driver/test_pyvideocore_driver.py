@@ -5,8 +5,9 @@ import pytest
 from drv_fake_vcio import FakeVcsmCma
 from test_driver_hw import NOP, setup_pi
 
-from hostside.driver import (CACHE_BOTH, CACHE_HOST, CACHE_NONE, CACHE_VC, Driver, DriverError,
-                             ThreadCountError)
+from hostside.driver import (CACHE_BOTH, CACHE_HOST, CACHE_NONE, CACHE_VC, DEFAULT_CODE_AREA_SIZE,
+                             DEFAULT_DATA_AREA_SIZE, DEFAULT_MAX_THREADS, Driver, DriverError,
+                             OutOfGpuMemoryError, ThreadCountError)
 from hostside.driver.mailbox import Mailbox
 from vc4infer.qpu import qpu
 
@@ -30,6 +31,22 @@ def test_max_threads_bounds_a_launch():
         a = drv.alloc(16, np.float32)
         a.clean()
         a.invalidate()                  # py-videocore's cache operations exist; nothing to do
+
+
+def test_default_area_sizes_are_py_videocores_and_bound_the_driver():
+    """py-videocore's test_memory: the whole default data area can be allocated, one byte more
+    cannot; the same for code (py-videocore's defaults: 32 MiB of data, 1 MiB of code)."""
+    assert (DEFAULT_DATA_AREA_SIZE, DEFAULT_CODE_AREA_SIZE) == (32 << 20, 1 << 20)
+    assert DEFAULT_MAX_THREADS == 12                     # one instance per QPU
+    with Driver(backend="emu") as drv:
+        assert drv.alloc(DEFAULT_DATA_AREA_SIZE, np.uint8).nbytes == DEFAULT_DATA_AREA_SIZE
+    with Driver(backend="emu") as drv, pytest.raises(OutOfGpuMemoryError):
+        drv.alloc(DEFAULT_DATA_AREA_SIZE + 1, np.uint8)
+    nop = bytes(8)
+    with Driver(backend="emu") as drv:
+        assert drv.program(nop * (DEFAULT_CODE_AREA_SIZE // 8)).size == DEFAULT_CODE_AREA_SIZE
+        with pytest.raises(DriverError):
+            drv.program(nop * (DEFAULT_CODE_AREA_SIZE // 8 + 1))
 
 
 def test_bad_cache_mode_is_refused():

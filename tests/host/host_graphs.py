@@ -58,13 +58,17 @@ def feeds_for(g, seed=0):
             for s in g.inputs}
 
 
+#: model files the helpers below write, removed when the test process ends
+_FILES = tempfile.TemporaryDirectory(prefix="vc4host")
+
+
 @functools.lru_cache(maxsize=None)
 def onnx_mobilenet(version, alpha=0.25, resolution=96, seed=3):
     """(graph, path) of a build_onnx MobileNet imported by vc4infer."""
     import vc4infer
     build = builder("build_onnx")
     model = getattr(build, f"mobilenet_{version}")(alpha, resolution, seed=seed)
-    path = os.path.join(tempfile.mkdtemp(prefix="vc4host"), f"{version}.onnx")
+    path = os.path.join(_FILES.name, f"{version}-{alpha}-{resolution}-{seed}.onnx")
     build.write(model, path)
     return vc4infer.load(path, backend="neon").graph, path
 
@@ -75,7 +79,7 @@ def tflite_mobilenet(version, alpha=0.25, size=96, dtype="float32"):
     import vc4infer
     build = builder("build_tflite")
     data = build.build_mobilenet(version, alpha, size, dtype)
-    path = os.path.join(tempfile.mkdtemp(prefix="vc4host"), f"{version}.tflite")
+    path = os.path.join(_FILES.name, f"{version}-{alpha}-{size}-{dtype}.tflite")
     with open(path, "wb") as f:
         f.write(data)
     return vc4infer.load(path, backend="neon").graph, data
