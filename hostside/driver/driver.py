@@ -415,13 +415,21 @@ class Driver:
             raise ForeignObjectError(f"program {program.name!r} belongs to another Driver")
 
     # --- launches ---------------------------------------------------------------------------------
-    def execute(self, n_threads: int, program: Program, uniforms: Any = None,
-                timeout: float = 10.0) -> LaunchStats:
+    def execute(self, n_threads: Optional[int] = None, program: Optional[Program] = None,
+                uniforms: Any = None, timeout: float = 10.0, *,
+                num_threads: Optional[int] = None) -> LaunchStats:
         """Run `n_threads` (1-12) instances of `program`. `uniforms` (a list, an ndarray or a Driver
         array) is viewed as `n_threads` equal rows of 32-bit words; row i is the uniform stream of
         instance i. `timeout` is in seconds (py-videocore took milliseconds); on `hw` no launch
-        can outlast `max_launch_seconds`. Returns the LaunchStats (also kept in `last_stats`)."""
+        can outlast `max_launch_seconds`. `num_threads` is an early py-videocore name for
+        `n_threads` (its test_sfu uses it). Returns the LaunchStats (also kept in `last_stats`)."""
         self._check_open()
+        if num_threads is not None:
+            if n_threads is not None:
+                raise DriverError("give n_threads or num_threads (the same count), not both")
+            n_threads = num_threads
+        if program is None:
+            raise NotAProgramError("execute needs a program: drv.program(kernel) gives one")
         if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) \
                 or not 1 <= n_threads <= self.max_threads:
             raise ThreadCountError(f"n_threads={n_threads!r}: a launch runs 1 to {self.max_threads} "

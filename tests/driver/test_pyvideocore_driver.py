@@ -49,6 +49,14 @@ def test_default_area_sizes_are_py_videocores_and_bound_the_driver():
             drv.program(nop * (DEFAULT_CODE_AREA_SIZE // 8 + 1))
 
 
+def test_execute_takes_py_videocores_early_num_threads():
+    with Driver(backend="emu") as drv:
+        prog = drv.program(end)
+        assert drv.execute(num_threads=3, program=prog).n_threads == 3
+        with pytest.raises(DriverError, match="not both"):
+            drv.execute(2, prog, num_threads=2)
+
+
 def test_bad_cache_mode_is_refused():
     with pytest.raises(DriverError, match="cache_mode=7"):
         Driver(backend="emu", cache_mode=7)
