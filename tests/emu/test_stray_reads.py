@@ -86,6 +86,24 @@ def test_a_read_just_past_a_buffer_is_served_and_reported(emu, kernel):
     assert len(record) == 1                              # one warning per launch
 
 
+@qpu
+def vcd_two_rows(asm):
+    """A DMA load of two 16-word rows (the second past a one-row array), nothing stored."""
+    setup_dma_load(nrows=2)
+    start_dma_load(uniform)
+    wait_dma_load()
+    exit()
+
+
+def test_a_stray_dma_row_is_named_by_its_own_address():
+    with Driver(backend="emu") as drv:
+        address = drv.alloc(16, np.uint32).address
+        with pytest.warns(StrayReadWarning) as record:
+            drv.execute(n_threads=1, program=drv.program(vcd_two_rows), uniforms=[address])
+    message = str(record[0].message)
+    assert f"read of 64 bytes at 0x{address + 64:08X} (memory row 1)" in message, message
+
+
 @pytest.mark.parametrize("kernel", [tmu_gather, vcd_copy], ids=["tmu", "dma load"])
 def test_a_read_far_past_a_buffer_faults_in_every_mode(emu, kernel):
     with pytest.raises(MemoryFaultError, match="outside every live buffer"):

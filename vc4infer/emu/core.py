@@ -307,7 +307,7 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
             if nbytes < 0:
                 return _fault(err, FAULT_DMA_LOAD, q, pc, fault[1], fault[2], fault[0])
             if fault[3] > 0:
-                _stray(gs, FAULT_DMA_LOAD, q, pc, v0, nbytes, fault[3] - 1)
+                _stray(gs, FAULT_DMA_LOAD, q, pc, fault[1], fault[2], fault[0])
             start, end = dma.transfer_end(gt, tp, False, cycle, nbytes)
             qs[q, QS_LD_DONE] = np.int64(np.ceil(end))
             qs[q, QS_LD_PENDING] = 1

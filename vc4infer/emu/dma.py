@@ -43,7 +43,7 @@ def vcd_load(mem, membase, bounds, vpm8, setup, pitchb, addr, fault, strict):
     """Run a DMA load with basic setup `setup` to bus address `addr`. Returns bytes moved, or -1
     with fault[0] = row, fault[1] = row address, fault[2] = row bytes. When not `strict`, a row
     a Pi would read from the Driver's memory (memory.stray_read) is loaded, and the first such
-    row + 1 left in fault[3] (0: none)."""
+    row + 1 left in fault[3] (0: none), with fault[0..2] describing it."""
     w, sel = _width((setup >> 28) & 7)
     mpitch = (setup >> 24) & 15
     rowlen = _nz((setup >> 20) & 15, 16)
@@ -59,7 +59,10 @@ def vcd_load(mem, membase, bounds, vpm8, setup, pitchb, addr, fault, strict):
         a = addr + r * pitch
         if not in_buffer(bounds, a, rowbytes):
             if not strict and stray_read(bounds, a, rowbytes, membase + mem.shape[0]):
-                if fault[3] == 0:
+                if fault[3] == 0:                # the first stray row, described as a fault
+                    fault[0] = r
+                    fault[1] = a
+                    fault[2] = rowbytes
                     fault[3] = r + 1
                 continue
             fault[0] = r
