@@ -266,6 +266,20 @@ def kms_fix(info: BoardInfo) -> str:
             f"`dtoverlay={overlay}` line there and `sudo reboot`")
 
 
+#: udev rules that give the video group /dev/vcio (the firmware mailbox, kernel subsystem
+#: bcm2708_vcio) and /dev/vcsm-cma, as Raspberry Pi OS's own rules do; for systems that lack them
+UDEV_RULES = ('SUBSYSTEM=="bcm2708_vcio", KERNEL=="vcio", GROUP="video", MODE="0660"',
+              'KERNEL=="vcsm-cma", GROUP="video", MODE="0660"')
+UDEV_RULES_PATH = "/etc/udev/rules.d/99-vc4infer.rules"
+
+
+def udev_fix() -> str:
+    """One shell line that installs UDEV_RULES and applies them."""
+    lines = "\\n".join(rule.replace('"', '\\"') for rule in UDEV_RULES)
+    return (f'printf "{lines}\\n" | sudo tee {UDEV_RULES_PATH} && sudo udevadm control --reload '
+            "&& sudo udevadm trigger")
+
+
 def hw_blocker(info: BoardInfo) -> Optional[HardwareUnavailableError]:
     """The error that keeps the `hw` backend from running here, or None when nothing does."""
     if not info.is_raspberry_pi:
@@ -296,10 +310,12 @@ def hw_blocker(info: BoardInfo) -> Optional[HardwareUnavailableError]:
     if not usable:
         return HwPermissionError(
             "no permission to open /dev/vcio: add yourself to the video group (`sudo usermod -aG "
-            "video $USER`, then log in again) or run as root.")
+            "video $USER`, then log in again) or run as root. If `ls -l /dev/vcio` does not show "
+            f"group video, this system lacks the udev rule that gives it: `{udev_fix()}`.")
     if not info.device("vcsm-cma")[1] and not info.device("mem")[1]:
         if info.device("vcsm-cma")[0]:
-            why = "/dev/vcsm-cma exists but this user may not open it (video group)"
+            why = ("/dev/vcsm-cma exists but this user may not open it (join the video group; "
+                   f"if the device is not group video, install the udev rule: `{udev_fix()}`)")
         else:
             why = "this kernel has no /dev/vcsm-cma"
         return HwPermissionError(

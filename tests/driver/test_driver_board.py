@@ -148,6 +148,20 @@ def test_no_permission_on_vcio(tmp_path):
     make_tree(tmp_path, "pi3")
     err = hw_blocker(detect_board(str(tmp_path), access=_deny("vcio")))
     assert isinstance(err, HwPermissionError) and "video group" in str(err)
+    assert "\n" not in str(err)                                   # one line for the CLI
+
+
+def test_the_udev_fix_writes_the_rules(tmp_path):
+    """The shell line the permission errors give writes exactly the two rules (run here with
+    `tee` into a temporary file instead of sudo into /etc)."""
+    import subprocess
+
+    from hostside.driver.board import UDEV_RULES, UDEV_RULES_PATH, udev_fix
+    target = tmp_path / "99-vc4infer.rules"
+    line = udev_fix().split(" && ")[0].replace(f"sudo tee {UDEV_RULES_PATH}", f"tee {target}")
+    subprocess.run(["sh", "-c", line], check=True, capture_output=True)
+    assert target.read_text().splitlines() == list(UDEV_RULES)
+    assert UDEV_RULES[0] == 'SUBSYSTEM=="bcm2708_vcio", KERNEL=="vcio", GROUP="video", MODE="0660"'
 
 
 def test_no_vcsm_cma_and_not_root(tmp_path):

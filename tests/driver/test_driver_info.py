@@ -69,3 +69,19 @@ def test_pi4_is_named_unsupported(tmp_path, with_emu):
     out = " ".join(run_info("--root", str(make_tree(tmp_path, "pi4"))).split())
     assert "BCM2711 (VideoCore VI/VII: not supported)" in out
     assert "Pi 4, 400, 5 and CM4/CM5 are not supported" in out
+
+
+def test_a_denied_vcio_shows_the_video_group_and_the_udev_rule(tmp_path, with_emu, monkeypatch):
+    import functools
+    import os
+
+    from hostside.driver import board
+    denied = functools.partial(board.detect_board,
+                               access=lambda path, mode: os.path.basename(path) != "vcio")
+    monkeypatch.setattr(board, "detect_board", denied)
+    out = " ".join(run_info("--root", str(make_tree(tmp_path, "pi3"))).split())
+    assert "/dev/vcio no permission" in out
+    assert "sudo usermod -aG video $USER" in out
+    # the rule Raspberry Pi OS ships for the mailbox device (kernel subsystem bcm2708_vcio)
+    assert 'SUBSYSTEM=="bcm2708_vcio", KERNEL=="vcio", GROUP="video", MODE="0660"' in out
+    assert "/etc/udev/rules.d/99-vc4infer.rules" in out

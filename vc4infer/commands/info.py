@@ -34,7 +34,7 @@ def _firmware_facts(root: str) -> Tuple[Optional[float], Optional[float], Option
 
 def collect(root: str = "/") -> List[Tuple[str, str]]:
     """The report as (heading, text) rows."""
-    from hostside.driver.board import detect_board, hw_blocker
+    from hostside.driver.board import UDEV_RULES, UDEV_RULES_PATH, detect_board, hw_blocker
     from hostside.driver.selection import emu_status
 
     info = detect_board(root)
@@ -69,6 +69,11 @@ def collect(root: str = "/") -> List[Tuple[str, str]]:
             devices.append(f"/dev/{name} " + ("usable" if usable else
                                              "no permission" if exists else "missing"))
         rows.append(("Devices", ", ".join(devices)))
+        denied = [name for name in ("vcio", "vcsm-cma") if info.device(name) == (True, False)]
+        if denied:
+            rows.append(("udev rules", f"/dev/{' and /dev/'.join(denied)} not usable by this user: "
+                         f"join the video group; where the devices are not group video, "
+                         f"{UDEV_RULES_PATH} needs: " + " / ".join(UDEV_RULES)))
     blocker = hw_blocker(info)
     if blocker is None:
         memory = "vcsm-cma" if info.device("vcsm-cma")[1] else "mailbox + /dev/mem"
