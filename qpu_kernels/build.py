@@ -9,7 +9,7 @@ import os
 import warnings
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from vc4infer.qpu import QpuCheckWarning, assemble_program
+from vc4infer.qpu import QpuCheckWarning, assemble_program, disassemble
 
 from . import bench_dma, bench_sgemm, conv_depthwise, gemv, sgemm
 
@@ -52,7 +52,7 @@ def write_all(out_dir: str) -> List[Tuple[str, int]]:
             with open(os.path.join(out_dir, stem + ".bin"), "wb") as f:
                 f.write(program.code)
             with open(os.path.join(out_dir, stem + ".txt"), "w") as f:
-                f.write(program.disassemble() + "\n")
+                f.write(disassemble(program) + "\n")
             built.append((stem, len(program)))
     return built
 

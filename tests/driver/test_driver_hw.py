@@ -318,3 +318,16 @@ def test_host_cached_needs_vcsm_cma(tmp_path):
     with pytest.raises(DriverError, match="host_cached=True needs"):
         open_hw(root, fw, host_cached=True)
     assert fw.handles == {} and fw.qpu_enabled == 0
+
+
+def test_vcsm_cma_and_dma_buf_ioctl_numbers_are_the_kernels():
+    """Written out from the kernel headers, not from our constants: vc_sm_cma_ioctl.h has
+    VC_SM_CMA_IOCTL_MEM_ALLOC = _IOR('J', 0x5A, struct vc_sm_cma_ioctl_alloc), a 64-byte struct
+    (size, num, cached, pad, name[32], handle, vc_handle, u64 dma_addr); dma-buf.h has
+    DMA_BUF_IOCTL_SYNC = _IOW('b', 0, struct dma_buf_sync { u64 flags })."""
+    from hostside.driver import gpumem
+    assert gpumem.VCSM_ALLOC_STRUCT.size == 64
+    assert gpumem.VCSM_IOCTL_MEM_ALLOC == 0x80404A5A
+    assert gpumem.DMA_BUF_IOCTL_SYNC == 0x40086200
+    fields = gpumem.VCSM_ALLOC_STRUCT.unpack(bytes(range(64)))
+    assert fields[7] == int.from_bytes(bytes(range(56, 64)), "little")    # dma_addr at byte 56

@@ -15,7 +15,7 @@ import pytest
 from hostside.driver import Driver, LaunchTimeoutError
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
                                  StrayReadWarning, UndefinedBehaviourError)
-from vc4infer.qpu import assemble_program, qpu
+from vc4infer.qpu import assemble_program, disassemble, qpu
 
 pytestmark = pytest.mark.usefixtures("emu_only")
 
@@ -33,7 +33,7 @@ def hex_numbers(message):
 
 def pc_of(kernel, needle, *args):
     """Byte offset of the first instruction whose disassembly contains `needle`."""
-    for line in assemble_program(kernel, *args).disassemble().splitlines():
+    for line in disassemble(assemble_program(kernel, *args)).splitlines():
         if needle in line and not line.startswith("L."):
             offset = line.rsplit("#", 1)[1].split(":")[0].strip()
             return int(offset, 16)

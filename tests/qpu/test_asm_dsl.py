@@ -9,7 +9,7 @@ import pytest
 
 import vc4infer.qpu as vq
 from vc4infer.qpu import (AssembleError, KernelCheckError, Program, QpuCheckWarning, assemble,
-                          assemble_program, qpu)
+                          assemble_program, disassemble, qpu)
 
 from asm_guide_words import alu, words_of
 
@@ -116,7 +116,7 @@ def test_program_records_source_locations_and_code():
         line_of(located, "mov(r0"), line_of(located, "setup_vpm_write")] + [line_of(located, "exit()")] * 4
     assert {loc.file for loc in program.locations} == {THIS_FILE}
     assert {loc.function for loc in program.locations} == {"located"}
-    assert "mov(r0, uniform)" in program.disassemble()
+    assert "mov(r0, uniform)" in disassemble(program)
 
 
 @qpu

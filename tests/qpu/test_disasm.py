@@ -100,7 +100,7 @@ def test_program_labels_keep_their_names():
             nop(); nop(); nop()
         L.unused
     program = assemble_program(kernel)
-    listing = program.disassemble(addresses=False)
+    listing = disassemble(program, addresses=False)
     assert listing.splitlines()[0] == "L['outer.loop']"
     assert "jmp(L['outer.loop'])" in listing and listing.splitlines()[-1] == "L.unused"
     again = assemble_text(listing)
@@ -127,7 +127,7 @@ def test_roundtrip_kernels(name, kernel):
     args = (12,) if name == "semaphore_join" else ()
     program = assemble_program(kernel, *args)
     assert verify_roundtrip(program).words == program.words
-    assert "raw(" not in program.disassemble()
+    assert "raw(" not in disassemble(program)
 
 
 def _snippets():
@@ -154,7 +154,7 @@ def _snippets():
 def test_roundtrip_every_assembler_test_snippet():
     snippets = _snippets()
     program = assemble_text("\n".join(snippets))
-    listing = program.disassemble()
+    listing = disassemble(program)
     assert "raw(" not in listing
     assert assemble_text(listing).words == program.words
 

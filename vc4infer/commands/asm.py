@@ -65,7 +65,7 @@ def _parse_args(args: Tuple[str, ...]) -> list:
 @click.option("--check", is_flag=True, help="run the hazard checker; exit 1 if it finds errors")
 def asm(kernel: str, args: Tuple[str, ...], output: str, as_hex: bool, check: bool) -> None:
     """Assemble KERNEL (MODULE.py:FUNCTION or package.module:FUNCTION), a @qpu function."""
-    from vc4infer.qpu import AssembleError, assemble_program
+    from vc4infer.qpu import AssembleError, assemble_program, disassemble
     from vc4infer.qpu.checking import format_finding, run_checker
 
     function = _load_kernel(kernel)
@@ -92,6 +92,6 @@ def asm(kernel: str, args: Tuple[str, ...], output: str, as_hex: bool, check: bo
         for word in program.words:
             click.echo(f"0x{word:016X}")
     if not output and not as_hex:
-        click.echo(program.disassemble(), nl=False)
+        click.echo(disassemble(program), nl=False)
     if errors:
         sys.exit(1)

@@ -10,7 +10,7 @@
 
     code = assemble(kernel)            # bytes: little-endian 64-bit words
 
-`assemble_program` gives a Program (words, source locations, labels, `.disassemble()`); `from
+`assemble_program` gives a Program (words, source locations, labels, `disassemble(program)` lists it); `from
 vc4infer.qpu import *` also provides the registers and instruction names for explicit use.
 """
 from . import isa

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from . import isa
 from .asm import Assembler
 from .decode import ALU, BRANCH, LOAD_IMM, SEMAPHORE, Instruction, decode
+from .dsl import assemble_text
 from .program import WORD_BYTES, Program
 from .registers import REGISTERS, Register
 from .source import AssembleError
@@ -417,7 +418,6 @@ class RoundTripError(AssertionError):
 def verify_roundtrip(program: Union[Program, Sequence[int], bytes]) -> Program:
     """Disassemble, reassemble, and check the words are identical; returns the reassembled
     Program or raises RoundTripError naming the first differing instruction."""
-    from .dsl import assemble_text
     if isinstance(program, Program):
         original = program.words
     elif isinstance(program, (bytes, bytearray)):

@@ -13,6 +13,7 @@ import inspect
 from typing import Callable, Dict, List, Tuple
 
 from .asm import INSTRUCTION_NAMES, Assembler, Label
+from .checking import check_or_raise
 from .macros import MACRO_NAMES
 from .program import Program
 from .registers import REGISTERS, ra, rb
@@ -77,7 +78,6 @@ def assemble_program(kernel: Callable, *args, check: bool = False, **kwargs) -> 
     kernel(asm, *args, **kwargs)
     program = asm.program(name=getattr(kernel, "__name__", "kernel"))
     if check:
-        from .checking import check_or_raise
         check_or_raise(program)
     return program
 

@@ -17,6 +17,7 @@ import pickle
 import sys
 from typing import Any, Callable, List, TextIO, Union
 
+from .check import check_program
 from .dsl import assemble, assemble_program
 
 Code = Union[bytes, bytearray, memoryview, Callable]
@@ -71,5 +72,4 @@ def restore_asm(file: str, *args, **kwargs) -> tuple:
 def sanity_check(program: Callable, *args, **kwargs) -> List[Any]:
     """The hazard checker's findings (vc4infer.qpu.check.Finding) for the kernel; empty when it
     has none (py-videocore's sanity check reports the same kinds of hazard)."""
-    from .check import check_program
     return check_program(assemble_program(program, *args, **kwargs))

@@ -45,11 +45,6 @@ class Program:
         """Source location of instruction `index`."""
         return self.locations[index]
 
-    def disassemble(self, addresses: bool = True) -> str:
-        """A listing in the DSL's syntax that reassembles to these words (see `qpu.disasm`)."""
-        from .disasm import disassemble
-        return disassemble(self.words, labels=self.labels, addresses=addresses)
-
     @classmethod
     def from_bytes(cls, code: bytes, name: str = "program",
                    labels: Optional[Dict[str, int]] = None) -> "Program":
