@@ -179,10 +179,13 @@ def _read_uniform(q, n, pc, qs, gs, mem, membase, bounds, strict, err):
     b = buffer_index(bounds, a)                # in_buffer held: a buffer starts at or below a
     lo, hi = bounds[b, 0], bounds[b, 1]
     row_lo, row_hi = qs[q, QS_UROW_LO], qs[q, QS_UROW_HI]
-    if row_hi > 0 and lo <= row_lo < hi:       # strict: the launch's uniforms, read row by row
-        if a < row_lo or a + 4 > row_hi:
-            return _fault(err, FAULT_UNIFORM_ROW, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
-        lo, hi = row_lo, row_hi
+    if row_hi > 0 and lo <= row_lo < hi:       # the launch's uniforms, read row by row
+        if a < row_lo or a + 4 > row_hi:       # into another QPU's row: a Pi reads on
+            if strict:
+                return _fault(err, FAULT_UNIFORM_ROW, q, pc, a, 4, qs[q, QS_UNIF_READS]), 0
+            _stray(gs, FAULT_UNIFORM_ROW, q, pc, a, 4, qs[q, QS_UNIF_READS])
+        else:
+            lo, hi = row_lo, row_hi
     qs[q, QS_UBUF_LO] = lo                    # lets the loop's fast path skip the search
     qs[q, QS_UBUF_HI] = hi
     qs[q, QS_UPTR] = a + 4

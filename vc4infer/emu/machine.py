@@ -202,8 +202,7 @@ class Machine:
                     f"QPU {q}: the program's first instruction at 0x{code:08X} is outside every live "
                     f"buffer; {self.memory.describe(code)}. Pass the code buffer's bus address.")
             self._decode_at(code)
-        if self.strict:
-            self._set_uniform_rows(control)
+        self._set_uniform_rows(control)
         self.ip[state.IP_NQ] = self.n_qpus
         self.ip[state.IP_STRICT] = int(self.strict)
         self.ip[state.IP_FAST_PATH] = int(self.fast_path)
@@ -218,9 +217,10 @@ class Machine:
         self._trace_snapshots = {q: self._snapshot(q) for q in self.trace}
 
     def _set_uniform_rows(self, control: Sequence[Tuple[int, int]]) -> None:
-        """Strict mode: each QPU reads the launch's uniforms within its own row, from its start to
-        the next QPU's start in the same buffer (or the buffer's end); a read past it, into
-        another QPU's row, faults (the hardware reads on, which hides a kernel's miscount)."""
+        """Each QPU reads the launch's uniforms within its own row, from its start to the next
+        QPU's start in the same buffer (or the buffer's end); a read past it, into another QPU's
+        row, faults in strict mode and is a stray read otherwise (the hardware reads on, which
+        hides a kernel's miscount)."""
         starts = sorted({u for u, _ in control})
         for q, (u, _) in enumerate(control):
             buffer = self.memory.find(u, 4)
