@@ -12,10 +12,10 @@ from vc4infer.errors import InputSpecError
 from vc4infer.graph.ir import Graph
 from host_graphs import add_bn, feeds_for, onnx_mobilenet, rand, random_graphs, tflite_mobilenet
 
-# The QPU adds with round-toward-zero (spec §float, VC4C) and the host rounds to nearest: each
-# of the K+2 additions of a dot product, bias and residual may differ by one unit in the last
-# place of the running sum on either side, so |qpu - neon| <= (K + 3) * 2^-22 * S with
-# S = sum |w_k x_k| + |b| + |r| (computed in float64).
+# The QPU multiplies and adds with round-toward-zero (spec §float, VC4C; emu/alu.py for fmul) and
+# the host rounds to nearest: each product is off by less than one unit of itself, and each of
+# the K+2 additions of a dot product, bias and residual by one unit of the running sum on either
+# side, so |qpu - neon| <= (K + 3) * 2^-22 * S with S = sum |w_k x_k| + |b| + |r| (in float64).
 ULP_FACTOR = 2.0 ** -22
 
 
