@@ -37,7 +37,7 @@ test-all: install
 
 bench: install
 	$(BIN)/vc4infer bench --emulator
-	$(BIN)/python -m hostside.bench_neon
+	$(BIN)/python -m vc4infer.benchmarks.neon
 
 # the README's speed table: MobileNet v1 and v2 at each V3D clock, modelled on the emulator
 speed-table: install

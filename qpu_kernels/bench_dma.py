@@ -128,6 +128,53 @@ def vector_add(drv, a, b, n_threads: int = isa.NUM_QPUS, timeout: float = 60.0) 
     return np.array(c_gpu)
 
 
+@qpu
+def dma_stream_kernel(asm, store: bool, rows: int, count: int):
+    """One instance moving `count` blocks of `rows` 16-word rows between memory and VPM row 0 (a
+    store of more than 64 rows wraps round the VPM), one DMA at a time, each waited for: the
+    transfers of the published VPM DMA benchmarks. Uniform: the first block's address."""
+    ptr, left, step = ra0, ra1, rb0
+    mov(ptr, uniform)
+    ldi(left, count)
+    ldi(step, 64 * rows)
+    if store:
+        setup_vpm_write()
+        for _ in range(min(rows, isa.VPM_USER_ROWS)):
+            mov(vpm, element_number)
+    L.loop
+    if store:
+        setup_dma_store(nrows=rows)
+        start_dma_store(ptr)
+        wait_dma_store()
+    else:
+        setup_dma_load(nrows=rows)
+        start_dma_load(ptr)
+        wait_dma_load()
+    isub(left, left, 1, set_flags=True)
+    jzc(L.loop)
+    iadd(ptr, ptr, step, set_flags=False)        # delay slots
+    nop()
+    nop()
+    exit()
+
+
+def dma_stream(drv, store: bool, rows: int, count: int, timeout: float = 60.0) -> float:
+    """Bytes per modelled (or, on a Pi, measured) second of `count` DMA loads or stores of `rows`
+    16-word rows by one QPU. Loads read known data; stores are checked against what they wrote."""
+    if store and not 1 <= rows <= 128 or not store and not 1 <= rows <= 16:
+        raise ValueError(f"rows={rows}: a DMA store moves 1-128 rows, a load 1-16")
+    words = rows * isa.VPM_ROW_WORDS * count
+    data = drv.alloc(words, "uint32") if store else drv.copy(np.arange(words, dtype=np.uint32))
+    start = time.perf_counter()
+    drv.execute(n_threads=1, program=drv.program(dma_stream_kernel, store, rows, count),
+                uniforms=[data.address], timeout=timeout)
+    wall = time.perf_counter() - start
+    if store and not np.array_equal(np.array(data).reshape(-1, 16), np.tile(np.arange(16), (words // 16, 1))):
+        raise AssertionError("the DMA stores did not write the VPM rows they were given")
+    seconds = drv.last_stats.modelled_seconds or wall
+    return 4 * words / seconds
+
+
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--floats", type=int, default=12 * 1024 * CHUNK_FLOATS)

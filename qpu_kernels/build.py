@@ -11,7 +11,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from vc4infer.qpu import QpuCheckWarning, assemble_program, disassemble
 
-from . import bench_dma, bench_sgemm, conv_depthwise, gemv, sgemm
+from . import bench_dma, bench_sgemm, bench_sgemm64, conv_depthwise, gemv, sgemm
 
 
 def _act_name(act: Optional[str]) -> str:
@@ -37,6 +37,7 @@ def variants() -> Iterator[Tuple[str, Callable, tuple]]:
     for act in gemv.ACTIVATIONS:
         yield f"gemv_{_act_name(act)}", gemv.gemv_kernel, (act,)
     yield "bench_sgemm", bench_sgemm.sgemm_kernel, ()
+    yield "bench_sgemm64", bench_sgemm64.sgemm64_kernel, ()
     yield "bench_dma_vector_add", bench_dma.vector_add_kernel, ()
 
 

@@ -91,10 +91,10 @@ def store_block_cols(nt: int) -> int:
 
 
 def store_cycles(nt: int) -> float:
-    """Modelled VDW cycles to store one tile of 16 rows x `nt` columns (`store_block_cols`
-    blocks, each a start-up plus its bytes at the engine's rate: vc4infer.emu.timing)."""
+    """Modelled VDW cycles (at 250 MHz, the planning clock) to store one tile of 16 rows x `nt`
+    columns (`store_block_cols` blocks, each a start-up plus its bytes: vc4infer.emu.timing)."""
     block = store_block_cols(nt)
-    return (nt // block) * (timing.VDW_STARTUP_CYCLES + 4 * ROWS * block / timing.VDW_BYTES_PER_CYCLE)
+    return (nt // block) * timing.dma_cycles(4 * ROWS * block, store=True)
 
 
 def record_words(nt: int, residual: bool) -> int:

@@ -22,7 +22,7 @@ def _host() -> str:
 
 
 def _emulator(clock_mhz: int, quick: bool) -> None:
-    from vc4infer.emu.bench import run_emulator_benchmarks
+    from vc4infer.benchmarks.emulator import run_emulator_benchmarks
     from vc4infer.emu.jit import NUMBA_ENABLED
 
     click.echo(f"emulator benchmark (numba {'on' if NUMBA_ENABLED else 'OFF: plain Python'}) on one "
@@ -139,7 +139,15 @@ def _random_input(rng, shape, dtype):
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
-BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": _startup}
+def _calibration(quick: bool) -> None:
+    """The timing model against published Pi measurements (vc4infer.benchmarks.calibration)."""
+    from vc4infer.benchmarks.calibration import render, run_calibration
+
+    click.echo(render(run_calibration("quick" if quick else "full")))
+
+
+BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": _startup,
+                                              "calibration": _calibration}
 
 
 @click.command()
@@ -147,6 +155,9 @@ BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": 
 @click.option("--startup", is_flag=True,
               help="Time new `vc4infer classify --backend emu` processes to the emulator and the "
                    "result: cold (compiling, in a temporary cache) and warm; --quick: warm only.")
+@click.option("--calibration", is_flag=True,
+              help="Hold the emulator's timing model against published Pi measurements (SGEMM, "
+                   "VPM DMA): modelled vs published figure, ratio, pass within +-25%.")
 @click.option("--model", "model_name", metavar="NAME|PATH",
               help="Time a model per layer and in total (zoo name or model file).")
 @click.option("--backend", type=click.Choice(["auto", "neon", "emu", "hw"]), default="auto",
@@ -159,16 +170,20 @@ BENCHMARKS: Dict[str, Callable[..., None]] = {"emulator": _emulator, "startup": 
 @click.option("--json", "json_path", metavar="FILE", help="--model: write the report as JSON.")
 @click.option("--plot", "plot_path", metavar="FILE.png",
               help="--model: draw the per-layer times with their QPU floor (needs matplotlib).")
-def bench(emulator: bool, startup: bool, model_name: Optional[str], backend: str, runs: int,
-          clock_mhz: str, quick: bool, json_path: Optional[str], plot_path: Optional[str]) -> None:
+def bench(emulator: bool, startup: bool, calibration: bool, model_name: Optional[str], backend: str,
+          runs: int, clock_mhz: str, quick: bool, json_path: Optional[str],
+          plot_path: Optional[str]) -> None:
     """Benchmarks. Times from the emulator's timing model are labelled modelled."""
-    if not emulator and not startup and not model_name:
-        raise click.UsageError("choose what to benchmark: --emulator, --startup and/or --model NAME")
+    if not emulator and not startup and not calibration and not model_name:
+        raise click.UsageError("choose what to benchmark: --emulator, --startup, --calibration "
+                               "and/or --model NAME")
     if (json_path or plot_path) and not model_name:
         raise click.UsageError("--json and --plot report on --model NAME")
     if emulator:
         BENCHMARKS["emulator"](int(clock_mhz), quick)
     if startup:
         BENCHMARKS["startup"](quick)
+    if calibration:
+        BENCHMARKS["calibration"](quick)
     if model_name:
         _model(model_name, backend, int(clock_mhz), 1 if quick else runs, json_path, plot_path)

@@ -20,19 +20,45 @@ ISSUE_CYCLES = 4
 #: waits until then.
 VPM_READ_SETUP_CYCLES = isa.VPM_READ_SETUP_INSTRUCTIONS * ISSUE_CYCLES
 
-# VCD (DMA load) and VDW (DMA store) are modelled as: fixed start-up cycles + bytes / rate, and the
-# engine handles one transfer at a time (requests queue in order). Two published points per
-# direction (Pi 2, V3D at 250 MHz; research/anchors.md §4b) fix both constants:
-#   load: 64 B single vector ~200 MB/s -> 80 cycles; 16x16 words (1 KiB) 690 MB/s -> 371 cycles;
-#   store: 64 B ~300 MB/s -> 53.3 cycles; 128 vectors (8 KiB) 1.12 GB/s -> 1828.6 cycles.
-#: VCD start-up cycles and sustained bytes per cycle (from the two load points above)
-VCD_STARTUP_CYCLES = 60.6
-VCD_BYTES_PER_CYCLE = 3.30
-#: VDW start-up cycles and sustained bytes per cycle (from the two store points above)
-VDW_STARTUP_CYCLES = 39.4
-VDW_BYTES_PER_CYCLE = 4.58
-# The engines are in the V3D clock domain, so their per-cycle figures are kept at other clocks;
-# the SDRAM is not, so its limits below are in seconds and bytes per second.
+# VCD (DMA load) and VDW (DMA store) are modelled as: a fixed start-up + bytes / rate, and each
+# engine handles one transfer at a time (requests queue in order). Both are set by published
+# benchmarks (Pi 2, V3D at 250 MHz; research/anchors.md section 4b), two sizes per direction:
+#: (bytes per transfer, bytes per second) of the published VPM DMA benchmarks: one QPU moving
+#: blocks back to back (vc4infer.benchmarks.calibration runs the same transfers)
+DMA_LOAD_POINTS = ((64, 200e6), (16 * 64, 690e6))          # one vector; 16 x 16 words
+DMA_STORE_POINTS = ((64, 300e6), (128 * 64, 1.12e9))       # one vector; 128 vectors
+DMA_POINTS_CLOCK_HZ = 250e6
+#: instructions the published loops spent per transfer besides waiting for it (setup, start,
+#: count, branch, 3 delay slots). Their code is not published: a minimal loop is assumed, which
+#: leaves the most of each period to the transfer itself (the pessimistic reading).
+DMA_LOOP_INSTRUCTIONS = 7
+
+
+def _dma_fit(points) -> tuple:
+    """(start-up seconds, bytes per second) of a transfer, from two (bytes, bytes per second)
+    benchmark points less the benchmark loop's own instructions."""
+    loop = DMA_LOOP_INSTRUCTIONS * ISSUE_CYCLES / DMA_POINTS_CLOCK_HZ
+    (small, small_rate), (large, large_rate) = points
+    small_s, large_s = small / small_rate - loop, large / large_rate - loop
+    per_byte = (large_s - small_s) / (large - small)
+    return small_s - small * per_byte, 1.0 / per_byte
+
+
+# The engines move data between the VPM and the SDRAM, whose clock does not follow the V3D's:
+# whether their start-up and rate scale with the V3D clock is not published, so both are kept
+# in seconds (the pessimistic reading: at 400 MHz a transfer takes as long as at 250 MHz).
+#: VCD start-up (s) and sustained rate (bytes/s): ~130 ns, ~0.82 GB/s
+VCD_STARTUP_SECONDS, VCD_BYTES_PER_SECOND = _dma_fit(DMA_LOAD_POINTS)
+#: VDW start-up (s) and sustained rate (bytes/s): ~43 ns, ~1.15 GB/s
+VDW_STARTUP_SECONDS, VDW_BYTES_PER_SECOND = _dma_fit(DMA_STORE_POINTS)
+
+def dma_cycles(nbytes: int, store: bool, clock_hz: float = 250e6) -> float:
+    """Modelled V3D cycles of one lone VDW store (VCD load) of `nbytes` at `clock_hz`: for the
+    kernels' own planning (contention with other transfers and the SDRAM not counted)."""
+    startup, rate = ((VDW_STARTUP_SECONDS, VDW_BYTES_PER_SECOND) if store
+                     else (VCD_STARTUP_SECONDS, VCD_BYTES_PER_SECOND))
+    return (startup + nbytes / rate) * clock_hz
+
 
 #: Shared SDRAM bandwidth that DMA and TMU line fills compete for. Not published; derived as
 #: 2 x sdram_freq (450 MHz on Pi 2/3/Zero) x 4 bytes for 32-bit LPDDR2 (anchors.md §4b, DERIVED).
@@ -82,10 +108,10 @@ def parameters(clock_hz: float = DEFAULT_CLOCK_HZ) -> np.ndarray:
     tp = np.zeros(TP_N, dtype=np.float64)
     tp[TP_ISSUE] = ISSUE_CYCLES
     tp[TP_VPM_READ] = VPM_READ_SETUP_CYCLES
-    tp[TP_VCD_STARTUP] = VCD_STARTUP_CYCLES
-    tp[TP_VCD_BPC] = VCD_BYTES_PER_CYCLE
-    tp[TP_VDW_STARTUP] = VDW_STARTUP_CYCLES
-    tp[TP_VDW_BPC] = VDW_BYTES_PER_CYCLE
+    tp[TP_VCD_STARTUP] = VCD_STARTUP_SECONDS * clock_hz
+    tp[TP_VCD_BPC] = VCD_BYTES_PER_SECOND / clock_hz
+    tp[TP_VDW_STARTUP] = VDW_STARTUP_SECONDS * clock_hz
+    tp[TP_VDW_BPC] = VDW_BYTES_PER_SECOND / clock_hz
     tp[TP_DRAM_BPC] = DRAM_BYTES_PER_SECOND / clock_hz
     tp[TP_DRAM_LATENCY] = DRAM_LATENCY_SECONDS * clock_hz
     tp[TP_TMU_HIT] = TMU_HIT_LATENCY_CYCLES

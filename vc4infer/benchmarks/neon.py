@@ -1,7 +1,7 @@
 """Benchmark (not a test): the NEON (numpy) runtime against onnxruntime, both on one thread, on
 MobileNet v1 and v2 1.0/224 built by models/build_onnx.py, in the same process.
 
-    python -m hostside.bench_neon [--runs 30] [--models v1,v2] [--resolution 224]
+    python -m vc4infer.benchmarks.neon [--runs 30] [--models v1,v2] [--resolution 224]
 
 Made for a shared machine: the two runtimes are called alternately (which one goes first
 alternates too), so both see the same load; every call is timed by wall clock and by the CPU
@@ -47,7 +47,7 @@ def _load_builder():
     """models/build_onnx.py of the source tree this package runs from."""
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "models" / "build_onnx.py"
+    path = Path(__file__).resolve().parents[2] / "models" / "build_onnx.py"
     if not path.is_file():
         raise SystemExit(f"{path} not found: run the benchmark from a vc4infer source checkout")
     spec = importlib.util.spec_from_file_location("build_onnx", path)
