@@ -63,9 +63,15 @@ def dma_cycles(nbytes: int, store: bool, clock_hz: float = 250e6) -> float:
 #: Shared SDRAM bandwidth that DMA and TMU line fills compete for. Not published; derived as
 #: 2 x sdram_freq (450 MHz on Pi 2/3/Zero) x 4 bytes for 32-bit LPDDR2 (anchors.md §4b, DERIVED).
 DRAM_BYTES_PER_SECOND = 3.6e9
-#: SDRAM access latency seen by a TMU line fill. Estimate (no published figure): typical LPDDR2
-#: random-access latency from a GPU-side client, ~150 ns.
-DRAM_LATENCY_SECONDS = 150e-9
+#: Latency of a line fill from SDRAM (a TMU or uniforms-cache miss in the L2C). Not published;
+#: calibrated: the value with which py-videocore's 12-thread SGEMM, whose time goes mostly to
+#: uniform-stream line fills (~35,000 per QPU, the B matrix), models at its published 8.32
+#: GFLOPS at 250 MHz (vc4infer.benchmarks.calibration: 8.36 modelled; py-videocore's own code,
+#: run here, 8.44). A bare LPDDR2 access takes ~100-150 ns; the rest is the way from the V3D's
+#: L2C through the VideoCore memory system and the wait behind the other QPUs' fills, which one
+#: published figure cannot tell apart from lower bandwidth: it is all charged as latency (the
+#: reading that also slows kernels which cannot keep several fills in flight).
+DRAM_LATENCY_SECONDS = 430e-9
 
 #: TMU direct lookup that hits in its L1 cache: cycles from the TMU write to data in the receive
 #: FIFO. Estimate (not published): 9 instructions, what Mesa-era kernels hide between a TMU write
