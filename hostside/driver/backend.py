@@ -7,8 +7,10 @@ through the firmware mailbox). The Driver is written only against this module.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
+
+from vc4infer.device import LaunchStats  # noqa: F401 - part of the backend interface
 
 
 @dataclass
@@ -22,23 +24,6 @@ class Allocation:
     nbytes: int
     buffer: Any
     handle: Any = None
-
-
-@dataclass
-class LaunchStats:
-    """What one execute cost. Filled by the emulator (modelled figures) or by hw (measured wall time)."""
-    backend: str
-    n_threads: int
-    wall_seconds: float                      # host time the launch took on this machine
-    modelled_seconds: Optional[float] = None  # emu only: modelled Pi time at `clock_hz`
-    clock_hz: Optional[float] = None
-    instructions: Tuple[int, ...] = ()       # per QPU
-    cycles: Tuple[int, ...] = ()             # per QPU, modelled
-    stalls: dict = field(default_factory=dict)   # cause -> modelled cycles, summed over QPUs
-    dma_load_bytes: int = 0
-    dma_store_bytes: int = 0
-    tmu_bytes: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Backend(abc.ABC):

@@ -26,6 +26,7 @@ from vc4infer.emu.memory import LOW_RESERVED_BYTES, SHARED_BYTES, shared_memory
 from vc4infer.emu.timing import CLOCKS_HZ, DEFAULT_CLOCK_HZ
 from vc4infer.emu.trace import TraceRecord
 from vc4infer.emu.v3d import EmulatedV3D
+from vc4infer.qpu.disasm import line_for
 
 
 class EmuBackend(Backend):
@@ -56,7 +57,8 @@ class EmuBackend(Backend):
         self._release = weakref.finalize(self, _free_all, self.memory, self._owned)
         self.machine = Machine(self.memory, clock_hz=clock_hz, strict=strict, trace=trace,
                                max_instructions=max_instructions, max_cycles=max_cycles,
-                               trace_callback=trace_callback, fast_path=fast_path)
+                               trace_callback=trace_callback, fast_path=fast_path,
+                               describe_instruction=_disassembled)
         #: the V3D register block (hostside.driver.v3d): identity and performance counters
         self.v3d = EmulatedV3D()
         self._closed = False
@@ -97,6 +99,12 @@ class EmuBackend(Backend):
         """Give this backend's buffers back to the shared memory. Idempotent."""
         self._closed = True
         self._release()
+
+
+def _disassembled(word: int) -> str:
+    """The instruction as the DSL writes it (vc4infer.qpu's disassembler), for the emulator's
+    errors and trace records."""
+    return line_for(word).text
 
 
 def _free_all(memory, owned: dict) -> None:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
+
+from vc4infer.qpu import isa
 
 from .board import detect_board
 from .errors import DriverError, HwPermissionError
@@ -33,77 +35,14 @@ V3D_LENGTH = 0xF20 + 4
 #: the ARM physical address of the peripherals per SoC (hardware reference section 1.2)
 PERIPHERAL_BASE = {"BCM2835": 0x20000000, "BCM2836": 0x3F000000, "BCM2837": 0x3F000000}
 
-#: offsets of the registers the emulator models and the performance-counter API uses
-IDENT0, IDENT1, IDENT2, SCRATCH, L2CACTL, SLCACTL = 0x000, 0x004, 0x008, 0x010, 0x020, 0x024
-SRQPC, SRQUA, SRQUL, SRQCS = 0x430, 0x434, 0x438, 0x43C
-VPMBASE, PCTRC, PCTRE, ERRSTAT = 0x504, 0x670, 0x674, 0xF20
-PCTR_COUNT = 16
-#: PCTRE bit 31: counting is on at all (documented as reserved; vc4asm, Linux V3D_PCTRE_EN)
-PCTRE_ENABLE = 1 << 31
-
-
-def PCTR(n: int) -> int:            # noqa: N802 - the guide's register name
-    """Offset of performance counter n's value."""
-    return 0x680 + 8 * n
-
-
-def PCTRS(n: int) -> int:           # noqa: N802
-    """Offset of performance counter n's source selector."""
-    return 0x684 + 8 * n
-
-
-def _fields() -> Dict[str, Tuple[int, int, int, str]]:
-    """name -> (offset, lowest bit, highest bit, 'r' / 'w' / 'rw')."""
-    table = {
-        "TVER": (IDENT0, 24, 31, "r"), "IDSTR_V": (IDENT0, 0, 7, "r"),
-        "IDSTR_3": (IDENT0, 8, 15, "r"), "IDSTR_D": (IDENT0, 16, 23, "r"),
-        "VPMSZ": (IDENT1, 28, 31, "r"), "HDRT": (IDENT1, 24, 27, "r"), "NSEM": (IDENT1, 16, 23, "r"),
-        "TUPS": (IDENT1, 12, 15, "r"), "QUPS": (IDENT1, 8, 11, "r"), "NSLC": (IDENT1, 4, 7, "r"),
-        "REV": (IDENT1, 0, 3, "r"),
-        "TLBDB": (IDENT2, 8, 11, "r"), "TLBSZ": (IDENT2, 4, 7, "r"), "VRISZ": (IDENT2, 0, 3, "r"),
-        "SCRATCH": (SCRATCH, 0, 31, "rw"),
-        "L2CACTL": (L2CACTL, 0, 2, "rw"), "L2CCLR": (L2CACTL, 2, 2, "w"),
-        "L2CDIS": (L2CACTL, 1, 1, "w"), "L2CENA": (L2CACTL, 0, 0, "rw"),
-        "QPURQPC": (SRQPC, 0, 31, "w"), "QPURQUA": (SRQUA, 0, 31, "rw"),
-        "QPURQUL": (SRQUL, 0, 11, "rw"), "QPURQCC": (SRQCS, 16, 23, "rw"),
-        "QPURQCM": (SRQCS, 8, 15, "rw"), "QPURQERR": (SRQCS, 7, 7, "rw"),
-        "QPURQL": (SRQCS, 0, 5, "rw"),
-        "VPMURSV": (VPMBASE, 0, 4, "rw"),
-        "CTCLR": (PCTRC, 0, 15, "w"), "CTEN": (PCTRE, 0, 31, "rw"),
-        "VCDI": (ERRSTAT, 12, 12, "r"), "VCDE": (ERRSTAT, 11, 11, "r"),
-        "VDWE": (ERRSTAT, 10, 10, "r"),
-    }
-    for cache, low in (("T1CCS", 24), ("T0CCS", 16), ("UCCS", 8), ("ICCS", 0)):
-        for s in range(4):                        # one bit per slice: write 1 to clear
-            table[f"{cache}{s}"] = (SLCACTL, low + 3 - s, low + 3 - s, "w")
-    for n in range(PCTR_COUNT):
-        table[f"PCTR{n}"] = (PCTR(n), 0, 31, "rw")
-        table[f"PCTRS{n}"] = (PCTRS(n), 0, 4, "rw")
-    return table
-
-
-V3D_REGISTER_TABLE: Dict[str, Tuple[int, int, int, str]] = _fields()
-
-#: what each performance-counter source counts (guide Table 93; V3D_PCTRSn selects one)
-PERFORMANCE_COUNTER_SOURCES = {
-    0: "FEP valid primitives with no rendered pixels", 1: "FEP valid primitives",
-    2: "FEP early-Z/near/far clipped quads", 3: "FEP valid quads",
-    4: "TLB quads with no pixels passing the stencil test",
-    5: "TLB quads with no pixels passing the Z and stencil tests",
-    6: "TLB quads with any pixel passing the Z and stencil tests",
-    7: "TLB quads with all pixels at zero coverage", 8: "TLB quads with any non-zero coverage",
-    9: "TLB quads with valid pixels written to the colour buffer",
-    10: "PTB primitives outside the viewport", 11: "PTB primitives that need clipping",
-    12: "PSE primitives discarded as reversed", 13: "QPU idle cycles (all QPUs)",
-    14: "QPU cycles vertex/coordinate shading", 15: "QPU cycles fragment shading",
-    16: "QPU cycles executing valid instructions", 17: "QPU cycles stalled waiting for the TMUs",
-    18: "QPU cycles stalled waiting for the scoreboard", 19: "QPU cycles stalled waiting for varyings",
-    20: "QPU instruction cache hits", 21: "QPU instruction cache misses",
-    22: "QPU uniforms cache hits", 23: "QPU uniforms cache misses",
-    24: "TMU texture quads processed", 25: "TMU cache misses",
-    26: "VPM cycles the VDW stalled waiting for the VPM",
-    27: "VPM cycles the VCD stalled waiting for the VPM", 28: "L2C hits", 29: "L2C misses",
-}
+IDENT0, IDENT1, IDENT2, SCRATCH = isa.V3D_IDENT0, isa.V3D_IDENT1, isa.V3D_IDENT2, isa.V3D_SCRATCH
+PCTRC, PCTRE, PCTRE_ENABLE, PCTR_COUNT = (isa.V3D_PCTRC, isa.V3D_PCTRE, isa.V3D_PCTRE_ENABLE,
+                                         isa.V3D_PCTR_COUNT)
+PCTR, PCTRS = isa.v3d_pctr, isa.v3d_pctrs
+#: py-videocore's name: field -> (offset, low bit, high bit, access), from vc4infer.qpu.isa
+V3D_REGISTER_TABLE = isa.V3D_FIELDS
+#: what each performance-counter source counts (guide Table 93)
+PERFORMANCE_COUNTER_SOURCES = isa.V3D_COUNTER_SOURCES
 
 
 class V3DRegisterError(DriverError, ValueError):

@@ -1,5 +1,5 @@
 """Errors the emulator raises. Each is a DriverError, so Driver users catch one family."""
-from hostside.driver.errors import DriverError
+from vc4infer.device import DriverError
 
 
 class EmulatorError(DriverError):

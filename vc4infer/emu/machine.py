@@ -17,15 +17,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hostside.driver.backend import LaunchStats
-from hostside.driver.errors import DriverError, LaunchTimeoutError
+from vc4infer.device import LaunchStats
+from vc4infer.device import DriverError, LaunchTimeoutError
 from vc4infer.emu import core, decode, state, timing, tmu, warmup
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
                                  StrayReadWarning, UndefinedBehaviourError)
 from vc4infer.emu.memory import GpuMemory
 from vc4infer.emu.state import (ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X,
                                 NQ, QS_CYCLE, QS_INSTR, QS_PC, QS_STATUS)
-from vc4infer.emu.trace import TraceRecord, describe_instruction, record_for
+from vc4infer.emu.trace import TraceRecord, describe_fields, record_for
 from vc4infer.qpu import isa
 
 #: instructions the compiled loop runs between two wall-clock timeout checks
@@ -92,10 +92,6 @@ UNDEFINED_MESSAGES: Dict[int, str] = {
 }
 
 
-def _disassemble(word: int) -> str:
-    return describe_instruction(word)
-
-
 class Machine:
     """An emulated V3D with `memory`. `trace` lists QPU numbers to trace; records go to
     `trace_callback` if given, else to `self.trace_records`."""
@@ -104,8 +100,12 @@ class Machine:
                  strict: bool = False, trace: Sequence[int] = (),
                  max_instructions: Optional[int] = None, max_cycles: Optional[int] = None,
                  trace_callback: Optional[Callable[[TraceRecord], None]] = None,
-                 fast_path: bool = True):
+                 fast_path: bool = True,
+                 describe_instruction: Callable[[int], str] = describe_fields):
         self.memory = memory
+        #: names an instruction word in errors and trace records (the emu backend passes the
+        #: toolchain's disassembler; the emulator itself only decodes fields)
+        self.describe_instruction = describe_instruction
         self.fast_path = bool(fast_path)   # False: every instruction through the general loop
         self.clock_hz = float(clock_hz)
         self.strict = bool(strict)
@@ -286,10 +286,19 @@ class Machine:
             return None
         return int.from_bytes(self.memory.read(pc, 8), "little")
 
+    def _describe(self, word: int) -> str:
+        """The instruction's text, or its fields if the describer fails (an error message must
+        never fail on it)."""
+        try:
+            return self.describe_instruction(word)
+        except Exception:  # noqa: BLE001 - any describer failure falls back to the fields
+            return describe_fields(word)
+
     def _where(self, q: int, pc: Optional[int] = None) -> str:
         pc = int(self.qs[q, QS_PC]) if pc is None else pc
         word = self._word_at(pc)
-        text = _disassemble(word) if word is not None else "<no instruction: outside every buffer>"
+        text = (self._describe(word) if word is not None
+                else "<no instruction: outside every buffer>")
         buf = self.memory.find(pc, 8)
         where = f" ('{buf.label}' + 0x{pc - buf.bus_address:X})" if buf else ""
         return f"QPU {q} at PC 0x{pc:08X}{where}: {text}"
@@ -382,7 +391,7 @@ class Machine:
         after = self._snapshot(q)
         word = self._word_at(pc) or 0
         cycle = int(self.qs[q, QS_CYCLE]) - int(self.tp[timing.TP_ISSUE])
-        record = record_for(q, pc, cycle, word, before, after)
+        record = record_for(q, pc, cycle, word, before, after, self._describe)
         self._trace_snapshots[q] = after
         if self.trace_callback is not None:
             self.trace_callback(record)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from hostside.driver.errors import DriverError, OutOfGpuMemoryError
+from vc4infer.device import DriverError, OutOfGpuMemoryError
 
 #: Bus address of the first byte. 0xC0000000 is the uncached ("direct") alias that Pi 2/3 buffers
 #: allocated with MEM_FLAG_DIRECT live in (spec §13.4), so addresses look like a board's.

@@ -3,24 +3,21 @@ the I/O the instruction performed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
 from vc4infer.qpu import isa
 
 
-def describe_instruction(word: int) -> str:
-    """Disassembly of one word (vc4infer.qpu.disasm), or its decoded fields if that fails."""
-    try:
-        from vc4infer.qpu.disasm import line_for
-        return line_for(word).text
-    except Exception:  # the disassembler is another team's module: never let it break an error
-        sig = isa.field(word, isa.ALU_FIELDS, "sig")
-        layout = (isa.BRANCH_FIELDS if sig == isa.SIG_BRANCH else
-                  isa.LOAD_IMM_FIELDS if sig == isa.SIG_LOAD_IMM else isa.ALU_FIELDS)
-        fields = isa.decode_fields(layout, word)
-        return f"0x{word:016X} " + " ".join(f"{k}={v}" for k, v in fields.items())
+def describe_fields(word: int) -> str:
+    """One word as its decoded fields: how the emulator names an instruction when no one gave it
+    a disassembler (Machine's `describe_instruction`; the emu backend gives vc4infer.qpu's)."""
+    sig = isa.field(word, isa.ALU_FIELDS, "sig")
+    layout = (isa.BRANCH_FIELDS if sig == isa.SIG_BRANCH else
+              isa.LOAD_IMM_FIELDS if sig == isa.SIG_LOAD_IMM else isa.ALU_FIELDS)
+    fields = isa.decode_fields(layout, word)
+    return f"0x{word:016X} " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
 def io_of(word: int) -> List[str]:
@@ -78,7 +75,8 @@ class TraceRecord:
         return "\n".join(lines)
 
 
-def record_for(qpu: int, pc: int, cycle: int, word: int, before, after) -> TraceRecord:
+def record_for(qpu: int, pc: int, cycle: int, word: int, before, after,
+               describe: Callable[[int], str] = describe_fields) -> TraceRecord:
     """A record from the QPU's (regs, accumulators, flags) snapshots before and after."""
     writes: Dict[str, Tuple[int, ...]] = {}
     regs0, acc0, fl0 = before
@@ -90,4 +88,4 @@ def record_for(qpu: int, pc: int, cycle: int, word: int, before, after) -> Trace
         writes[f"r{a}"] = tuple(int(v) for v in acc1[a])
     flags = {name: tuple(int(v) for v in fl1[i]) for i, name in enumerate("znc")  # row 3: internal
              if (fl0[i] != fl1[i]).any()}
-    return TraceRecord(qpu, pc, cycle, word, describe_instruction(word), writes, flags, io_of(word))
+    return TraceRecord(qpu, pc, cycle, word, describe(word), writes, flags, io_of(word))

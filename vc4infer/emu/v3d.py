@@ -1,4 +1,5 @@
-"""The emulated V3D's register block, as hostside.driver.v3d reads and writes it.
+"""The emulated V3D's register block (offsets and fields: vc4infer.qpu.isa's V3D tables), which
+hostside.driver.v3d reads and writes.
 
 Identity registers give the Raspberry Pi's configuration (hardware reference section 1.1: 12 KiB
 VPM, 16 semaphores, 2 TMUs and 4 QPUs per slice, 3 slices; fields no source gives read 0). The
@@ -13,8 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from hostside.driver import v3d as regs
-from hostside.driver.backend import LaunchStats
+from vc4infer.device import LaunchStats
 from vc4infer.emu.state import NSLICES, QPUS_PER_SLICE, TMUS_PER_SLICE
 from vc4infer.emu.timing import ISSUE_CYCLES
 from vc4infer.qpu import isa
@@ -35,7 +35,7 @@ def launch_counts(stats: LaunchStats) -> np.ndarray:
     cache misses once per 64-byte line a QPU enters; TMU requests are 16 elements = 4 quads, a TMU
     cache miss is a line fetched into its L1; L2C hits and misses are those of the TMU and
     uniform line fills."""
-    counts = np.zeros(len(regs.PERFORMANCE_COUNTER_SOURCES), dtype=np.int64)
+    counts = np.zeros(len(isa.V3D_COUNTER_SOURCES), dtype=np.int64)
     length = max(stats.cycles, default=0)
     extra = stats.extra
     instructions = sum(stats.instructions)
@@ -56,13 +56,13 @@ def launch_counts(stats: LaunchStats) -> np.ndarray:
 
 
 class EmulatedV3D:
-    """Register words by byte offset (hostside.driver.v3d's offsets); `record_launch` after each
+    """Register words by byte offset (isa's V3D offsets); `record_launch` after each
     launch advances the enabled performance counters."""
 
     def __init__(self):
-        self._words: Dict[int, int] = {regs.IDENT0: IDENT0_VALUE, regs.IDENT1: IDENT1_VALUE,
-                                       regs.L2CACTL: 1}
-        self._counters = np.zeros(regs.PCTR_COUNT, dtype=np.int64)
+        self._words: Dict[int, int] = {isa.V3D_IDENT0: IDENT0_VALUE, isa.V3D_IDENT1: IDENT1_VALUE,
+                                       isa.V3D_L2CACTL: 1}
+        self._counters = np.zeros(isa.V3D_PCTR_COUNT, dtype=np.int64)
 
     def read_word(self, offset: int) -> int:
         counter = _counter_at(offset)
@@ -74,31 +74,31 @@ class EmulatedV3D:
         counter = _counter_at(offset)
         if counter is not None:
             self._counters[counter] = value
-        elif offset == regs.PCTRC:                       # write 1 to clear counter n
-            for n in range(regs.PCTR_COUNT):
+        elif offset == isa.V3D_PCTRC:                       # write 1 to clear counter n
+            for n in range(isa.V3D_PCTR_COUNT):
                 if value >> n & 1:
                     self._counters[n] = 0
-        elif offset in (regs.IDENT0, regs.IDENT1, regs.IDENT2, regs.SLCACTL):
+        elif offset in (isa.V3D_IDENT0, isa.V3D_IDENT1, isa.V3D_IDENT2, isa.V3D_SLCACTL):
             pass                                         # read-only / clear bits
-        elif offset == regs.L2CACTL:
+        elif offset == isa.V3D_L2CACTL:
             self._words[offset] = value & 1              # L2CCLR and L2CDIS act, are not kept
         else:
             self._words[offset] = value & 0xFFFFFFFF
 
     def record_launch(self, stats: LaunchStats) -> None:
         """Add one launch's counts to every enabled counter (PCTRE bit 31 and the counter's bit)."""
-        enable = self._words.get(regs.PCTRE, 0)
-        if not enable & regs.PCTRE_ENABLE:
+        enable = self._words.get(isa.V3D_PCTRE, 0)
+        if not enable & isa.V3D_PCTRE_ENABLE:
             return
         counts = launch_counts(stats)
-        for n in range(regs.PCTR_COUNT):
+        for n in range(isa.V3D_PCTR_COUNT):
             if enable >> n & 1:
-                source = self._words.get(regs.PCTRS(n), 0) & 0x1F
+                source = self._words.get(isa.v3d_pctrs(n), 0) & 0x1F
                 if source < len(counts):
                     self._counters[n] = (self._counters[n] + counts[source]) & 0xFFFFFFFF
 
 
 def _counter_at(offset: int):
     """n when `offset` is PCTRn's value register, else None."""
-    n, rest = divmod(offset - regs.PCTR(0), 8)
-    return n if rest == 0 and 0 <= n < regs.PCTR_COUNT else None
+    n, rest = divmod(offset - isa.v3d_pctr(0), 8)
+    return n if rest == 0 and 0 <= n < isa.V3D_PCTR_COUNT else None

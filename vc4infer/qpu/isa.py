@@ -374,3 +374,79 @@ VDW_STRIDE_ID = 0b11
 # the half-word (16-bit, 0..1) or byte (8-bit, 0..3) select of packed sub-word transfers
 DMA_MODEW_32, DMA_MODEW_16, DMA_MODEW_8 = 0, 2, 4
 DMA_MODEW_MAX_OFFSET = {DMA_MODEW_32: 0, DMA_MODEW_16: 1, DMA_MODEW_8: 3}
+
+# --------------------------------------------------------------------------------------------
+# V3D registers and performance counters [AG p.82-104 Tables 48-93; Linux vc4_regs.h]
+# Byte offsets from the V3D block's base; field names are py-videocore's (videocore.v3d).
+# --------------------------------------------------------------------------------------------
+V3D_IDENT0, V3D_IDENT1, V3D_IDENT2, V3D_SCRATCH = 0x000, 0x004, 0x008, 0x010
+V3D_L2CACTL, V3D_SLCACTL = 0x020, 0x024
+V3D_SRQPC, V3D_SRQUA, V3D_SRQUL, V3D_SRQCS = 0x430, 0x434, 0x438, 0x43C
+V3D_VPMBASE, V3D_PCTRC, V3D_PCTRE, V3D_ERRSTAT = 0x504, 0x670, 0x674, 0xF20
+V3D_PCTR_COUNT = 16
+#: PCTRE bit 31: counting is on at all (documented as reserved; vc4asm, Linux V3D_PCTRE_EN)
+V3D_PCTRE_ENABLE = 1 << 31
+
+
+def v3d_pctr(n: int) -> int:
+    """Offset of performance counter n's value."""
+    return 0x680 + 8 * n
+
+
+def v3d_pctrs(n: int) -> int:
+    """Offset of performance counter n's source selector."""
+    return 0x684 + 8 * n
+
+
+def _v3d_fields() -> Dict[str, Tuple[int, int, int, str]]:
+    """name -> (offset, lowest bit, highest bit, 'r' / 'w' / 'rw')."""
+    table = {
+        "TVER": (V3D_IDENT0, 24, 31, "r"), "IDSTR_V": (V3D_IDENT0, 0, 7, "r"),
+        "IDSTR_3": (V3D_IDENT0, 8, 15, "r"), "IDSTR_D": (V3D_IDENT0, 16, 23, "r"),
+        "VPMSZ": (V3D_IDENT1, 28, 31, "r"), "HDRT": (V3D_IDENT1, 24, 27, "r"),
+        "NSEM": (V3D_IDENT1, 16, 23, "r"), "TUPS": (V3D_IDENT1, 12, 15, "r"),
+        "QUPS": (V3D_IDENT1, 8, 11, "r"), "NSLC": (V3D_IDENT1, 4, 7, "r"), "REV": (V3D_IDENT1, 0, 3, "r"),
+        "TLBDB": (V3D_IDENT2, 8, 11, "r"), "TLBSZ": (V3D_IDENT2, 4, 7, "r"), "VRISZ": (V3D_IDENT2, 0, 3, "r"),
+        "SCRATCH": (V3D_SCRATCH, 0, 31, "rw"),
+        "L2CACTL": (V3D_L2CACTL, 0, 2, "rw"), "L2CCLR": (V3D_L2CACTL, 2, 2, "w"),
+        "L2CDIS": (V3D_L2CACTL, 1, 1, "w"), "L2CENA": (V3D_L2CACTL, 0, 0, "rw"),
+        "QPURQPC": (V3D_SRQPC, 0, 31, "w"), "QPURQUA": (V3D_SRQUA, 0, 31, "rw"),
+        "QPURQUL": (V3D_SRQUL, 0, 11, "rw"), "QPURQCC": (V3D_SRQCS, 16, 23, "rw"),
+        "QPURQCM": (V3D_SRQCS, 8, 15, "rw"), "QPURQERR": (V3D_SRQCS, 7, 7, "rw"),
+        "QPURQL": (V3D_SRQCS, 0, 5, "rw"),
+        "VPMURSV": (V3D_VPMBASE, 0, 4, "rw"),
+        "CTCLR": (V3D_PCTRC, 0, 15, "w"), "CTEN": (V3D_PCTRE, 0, 31, "rw"),
+        "VCDI": (V3D_ERRSTAT, 12, 12, "r"), "VCDE": (V3D_ERRSTAT, 11, 11, "r"),
+        "VDWE": (V3D_ERRSTAT, 10, 10, "r"),
+    }
+    for cache, low in (("T1CCS", 24), ("T0CCS", 16), ("UCCS", 8), ("ICCS", 0)):
+        for s in range(4):                        # one bit per slice: write 1 to clear
+            table[f"{cache}{s}"] = (V3D_SLCACTL, low + 3 - s, low + 3 - s, "w")
+    for n in range(V3D_PCTR_COUNT):
+        table[f"PCTR{n}"] = (v3d_pctr(n), 0, 31, "rw")
+        table[f"PCTRS{n}"] = (v3d_pctrs(n), 0, 4, "rw")
+    return table
+
+
+V3D_FIELDS: Dict[str, Tuple[int, int, int, str]] = _v3d_fields()
+
+#: what each performance-counter source counts (guide Table 93; V3D_PCTRSn selects one)
+V3D_COUNTER_SOURCES = {
+    0: "FEP valid primitives with no rendered pixels", 1: "FEP valid primitives",
+    2: "FEP early-Z/near/far clipped quads", 3: "FEP valid quads",
+    4: "TLB quads with no pixels passing the stencil test",
+    5: "TLB quads with no pixels passing the Z and stencil tests",
+    6: "TLB quads with any pixel passing the Z and stencil tests",
+    7: "TLB quads with all pixels at zero coverage", 8: "TLB quads with any non-zero coverage",
+    9: "TLB quads with valid pixels written to the colour buffer",
+    10: "PTB primitives outside the viewport", 11: "PTB primitives that need clipping",
+    12: "PSE primitives discarded as reversed", 13: "QPU idle cycles (all QPUs)",
+    14: "QPU cycles vertex/coordinate shading", 15: "QPU cycles fragment shading",
+    16: "QPU cycles executing valid instructions", 17: "QPU cycles stalled waiting for the TMUs",
+    18: "QPU cycles stalled waiting for the scoreboard", 19: "QPU cycles stalled waiting for varyings",
+    20: "QPU instruction cache hits", 21: "QPU instruction cache misses",
+    22: "QPU uniforms cache hits", 23: "QPU uniforms cache misses",
+    24: "TMU texture quads processed", 25: "TMU cache misses",
+    26: "VPM cycles the VDW stalled waiting for the VPM",
+    27: "VPM cycles the VCD stalled waiting for the VPM", 28: "L2C hits", 29: "L2C misses",
+}
