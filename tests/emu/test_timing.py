@@ -119,6 +119,36 @@ def test_dma_store_time_and_the_shared_engine(clock_hz):
 
 
 @qpu
+def store_from_a_read_uniform(asm, combined):
+    """A one-row DMA store whose address is the program's only uniform, read from SDRAM: by the
+    store instruction itself (`combined`) or by an instruction just before it."""
+    setup_vpm_write()
+    mov(vpm, 1)
+    setup_dma_store(nrows=1)
+    if combined:
+        mov(vpm_st_addr, uniform)
+    else:
+        mov(r0, uniform)
+        mov(vpm_st_addr, r0)
+    wait_dma_store()
+    exit()
+
+
+def test_a_dma_started_by_a_stalled_uniform_read_starts_after_the_stall():
+    """The uniform's line fill holds the instruction back, and with it the DMA it starts: both
+    programs end one instruction apart, not a line fill apart (the store is not booked at the
+    cycle the instruction would have issued without the stall)."""
+    ends = []
+    for combined in (True, False):
+        rig = Rig(clock_hz=250e6)
+        out = rig.buffer(64, "out")
+        stats = rig.run(rig.program(store_from_a_read_uniform, combined), [[out]])
+        assert stats.stalls["uniforms"] > 20 * ISSUE              # a real SDRAM line fill
+        ends.append(stats.cycles[0])
+    assert ends[1] - ends[0] == ISSUE                             # the separate read's instruction
+
+
+@qpu
 def one_tmu_read(asm):
     mov(ra0, uniform)                # 0: the uniform line comes from SDRAM
     imul24(r0, element_number, 4)

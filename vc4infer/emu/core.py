@@ -802,6 +802,10 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     if rb == isa.ADDR_UNIFORM:
                         ustall += uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
                                                       l2tag, l2lru, l2data, tp)
+                if ustall > 0:                  # the instruction issues once its uniform is in:
+                    stall[q, STALL_UNIFORM] += ustall   # its effects (a DMA it starts) date from then
+                    cyc += ustall
+                    qs[q, QS_CYCLE] = cyc
                 # unpack
                 add_fin = ADD_FLOAT_IN[opa] != 0
                 mul_fin = MUL_FLOAT_IN[opm] != 0
@@ -1018,9 +1022,6 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 qs[q, QS_BR2_AT] = -1
             qs[q, QS_PC] = next_pc
             qs[q, QS_INSTR] = n + 1
-            if ustall > 0:
-                stall[q, STALL_UNIFORM] += ustall
-                cyc += ustall
             qs[q, QS_CYCLE] = cyc + issue
             gs[GS_TOTAL_INSTR] += 1
             chunk_left -= 1

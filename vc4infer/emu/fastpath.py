@@ -315,11 +315,12 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
                 stall[q, cause] += ready - cycle
                 cycle = ready
                 continue                        # the budget and the uniform's turn again
-        ustall = 0
-        if new_line:
+        if new_line:                            # the instruction issues once its uniform is in
             qs[q, QS_CYCLE] = cycle
             ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
                                         l2data, tp)
+            stall[q, STALL_UNIFORM] += ustall
+            cycle += ustall
         if prog[k, C_SIG] == isa.SIG_BRANCH:
             dadd, dmul = fast_branch(q, n, pc, k, prog, regs, fl, qs, res0, res1)
             ca = isa.COND_ALWAYS
@@ -344,9 +345,6 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
         else:
             pc += 8
         n += 1
-        if ustall > 0:
-            stall[q, STALL_UNIFORM] += ustall
-            cycle += ustall
         cycle += issue
         total += 1
         count += 1
