@@ -7,7 +7,7 @@ streams the row B[k, j0:j0+32] through the uniform stream (uniforms_address poin
 `fmul(r0, r4, uniform)` is column j's contribution, accumulated into one of 32 registers
 (ra0-ra15, rb0-rb15). The tile is written to the VPM as 32 columns (vertical writes), then stored
 by two 16 x 16 DMA stores with a store stride; the VPM is shared, so that phase holds the mutex.
-Every instance raises the COMPLETED semaphore at the end and instance 0 takes it once per
+Every instance raises launch.DONE_SEMAPHORE at the end and instance 0 takes it once per
 instance before it raises the host interrupt.
 
 Run as a benchmark: `python -m qpu_kernels.bench_sgemm [--p 96 --q 363 --r 384 --threads 12]`
@@ -25,9 +25,10 @@ import numpy as np
 
 from vc4infer.qpu import isa, qpu
 
+from . import launch as launching
+
 TILE_ROWS = isa.SIMD_WIDTH          # one row of C per SIMD element
 TILE_COLS = 32                      # one accumulator register per column
-COMPLETED = 0                       # semaphore the instances join on
 HEADER_WORDS = 8                    # uniforms before the per-tile triples
 TILE_WORDS = 3                      # A tile address, B tile address, C tile address
 #: the guide gives the VDW store stride 13 bits (vc4asm found 16); stay within the guide's
@@ -114,23 +115,7 @@ def sgemm_kernel(asm):
     nop()
 
     L.tiles_done
-    sema_up(COMPLETED)
-    mov(null, thread, set_flags=True)
-    jzc(L.not_first)
-    nop()
-    nop()
-    nop()
-    mov(r0, n_threads)                                         # instance 0 joins all instances
-    L.join
-    sema_down(COMPLETED)
-    isub(r0, r0, 1, set_flags=True)
-    jzc(L.join)
-    nop()
-    nop()
-    nop()
-    exit()
-    L.not_first
-    exit(interrupt=False)
+    launching.emit_join_and_exit(asm, thread, n_threads)
 
 
 class SgemmShapeError(ValueError):

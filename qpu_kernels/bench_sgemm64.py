@@ -27,9 +27,10 @@ import numpy as np
 
 from vc4infer.qpu import isa, qpu
 
+from . import launch as launching
+
 TILE_ROWS = isa.SIMD_WIDTH
 TILE_COLS = 64
-COMPLETED = 0                       # semaphore the instances join on
 #: element of r2 holding each scalar; B_ROW must be element 0 (uniforms_address takes element 0)
 (B_ROW, K_LEFT, I_LEFT, J_LEFT, A_TILE, C_TILE, C_ROW, B_TILE, B_BLOCK, A_STRIDE, B_STRIDE,
  C_STRIDE, Q, COLS, PARAMS, SPARE) = range(16)
@@ -198,7 +199,6 @@ def sgemm64_kernel(asm):
     nop()
 
     # ---- join: instance 0 waits for every instance, then interrupts the host ----
-    sema_up(COMPLETED)
     rotate(r0, r2, -PARAMS)
     ldi(r1, 8)
     iadd(r0, r0, r1)
@@ -206,21 +206,9 @@ def sgemm64_kernel(asm):
     nop()
     nop()
     nop()
-    mov(null, uniform, set_flags=True)
-    jzc(L.not_first)
-    mov(r0, uniform)                                   # delay slots: the instance count
-    nop()
-    nop()
-    L.join
-    sema_down(COMPLETED)
-    isub(r0, r0, 1, set_flags=True)
-    jzc(L.join)
-    nop()
-    nop()
-    nop()
-    exit()
-    L.not_first
-    exit(interrupt=False)
+    mov(r1, uniform)
+    mov(r3, uniform)
+    launching.emit_join_and_exit(asm, r1, r3)
 
 
 def _f32_bits(x: float) -> int:

@@ -28,13 +28,12 @@ from vc4infer.emu.jit import jit, jit_inline, vectorizing
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
 from vc4infer.emu.state import (
-    BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X, EV_BUDGET,
+    BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_PC, ERR_QPU, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
     FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, FAULT_UNIFORM_ROW,
     GS_DMA_LOAD_BYTES,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
-    GS_STRAY_ADDR, GS_STRAY_KIND, GS_STRAY_NBYTES, GS_STRAY_PC, GS_STRAY_QPU, GS_STRAY_READS,
-    GS_STRAY_ROW,
+    GS_STRAY_KIND, GS_STRAY_READS,
     GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
     IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
     QPUS_PER_SLICE, QS_ACCW_INSTR, QS_ACCW_MASK, QS_BLOCK_ON, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT,
@@ -97,13 +96,20 @@ def _undefined(err, kind, q, pc, x):
 
 
 @jit
+def _put_access(out, at, kind, q, pc, addr, nbytes, row):
+    """Write an access's kind, QPU, PC, address, bytes and row to out[at:at + 6] (the order of
+    both ERR_KIND.. and GS_STRAY_KIND..)."""
+    out[at] = kind
+    out[at + 1] = q
+    out[at + 2] = pc
+    out[at + 3] = addr
+    out[at + 4] = nbytes
+    out[at + 5] = row
+
+
+@jit
 def _fault(err, kind, q, pc, addr, nbytes, row):
-    err[ERR_KIND] = kind
-    err[ERR_QPU] = q
-    err[ERR_PC] = pc
-    err[ERR_ADDR] = addr
-    err[ERR_NBYTES] = nbytes
-    err[ERR_ROW] = row
+    _put_access(err, ERR_KIND, kind, q, pc, addr, nbytes, row)
     return EV_FAULT
 
 
@@ -112,12 +118,7 @@ def _stray(gs, kind, q, pc, addr, nbytes, row):
     """Count a read outside every live buffer that a Pi would serve from the Driver's memory
     (memory.stray_read; not strict), keeping the first one's details as a fault would give."""
     if gs[GS_STRAY_READS] == 0:
-        gs[GS_STRAY_KIND] = kind
-        gs[GS_STRAY_QPU] = q
-        gs[GS_STRAY_PC] = pc
-        gs[GS_STRAY_ADDR] = addr
-        gs[GS_STRAY_NBYTES] = nbytes
-        gs[GS_STRAY_ROW] = row
+        _put_access(gs, GS_STRAY_KIND, kind, q, pc, addr, nbytes, row)
     gs[GS_STRAY_READS] += 1
 
 

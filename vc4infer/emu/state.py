@@ -43,7 +43,7 @@ GS_SEM = 0                       # 16 semaphore counters at GS_SEM .. GS_SEM+15
  GS_TMU_REQUESTS, GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_DRAM_BYTES, GS_STALE_READS,
  GS_UNIFORM_LINES, GS_UNIFORM_L2_MISSES,
  # stray reads (outside every live buffer, served as a Pi would; not strict): how many, and the
- # first one's fault kind, QPU, PC, address, bytes and row (as ERR_* describe a fault)
+ # first one's fault kind, QPU, PC, address, bytes and row (in ERR_KIND..ERR_ROW's order)
  GS_STRAY_READS, GS_STRAY_KIND, GS_STRAY_QPU, GS_STRAY_PC, GS_STRAY_ADDR, GS_STRAY_NBYTES,
  GS_STRAY_ROW, GS_N) = range(16, 36)
 
