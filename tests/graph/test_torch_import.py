@@ -336,3 +336,15 @@ def test_builder_rejects_missing_and_extra_keys():
     extra["features.19.0.weight"] = np.zeros((1, 1, 1, 1), np.float32)
     with pytest.raises(ModelFormatError, match="features.19.0.weight"):
         build_mobilenet_v2(extra)
+
+
+def test_a_memo_index_past_the_pickle_is_refused_before_unpickling(tmp_path):
+    """A pickle that stores its first object at memo slot 1000 (a pickler would use 0): refused
+    with the index named, before CPython's unpickler grows its memo table to that size (the same
+    4-byte edit with an index of ~300 million made loading take 4.7 GB)."""
+    bomb = b"\x80\x02}r" + (1000).to_bytes(4, "little") + b"."     # {} memoized at slot 1000
+    assert pickle.loads(bomb) == {}                                  # CPython itself accepts it
+    save_legacy(tmp_path / "bomb.pth", None, {}, payload_pickle=bomb)
+    with pytest.raises(ModelFormatError, match="memo index 1000 after only 2 opcodes"):
+        load_state_dict(tmp_path / "bomb.pth")
+

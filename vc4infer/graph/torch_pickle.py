@@ -20,6 +20,7 @@ import collections
 import io
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -150,7 +151,29 @@ class _StateDictUnpickler(pickle.Unpickler):
         return ref
 
 
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
+def _check_memo(file: BinaryIO, what: str) -> None:
+    """Refuse a pickle whose memo indices reach past the objects it has built so far: a pickler
+    numbers them from 0, and CPython's unpickler grows its memo table to the largest index it is
+    given (a 4-byte edit of a .pth made loading take 4.7 GB). Reads up to the pickle's STOP;
+    the caller rewinds."""
+    try:
+        for count, (op, arg, _) in enumerate(pickletools.genops(file)):
+            if op.name in _MEMO_OPS and isinstance(arg, int) and arg > count:
+                raise ModelFormatError(
+                    f"the {what} pickle is corrupt: memo index {arg} after only {count} "
+                    f"opcodes (a pickle numbers its memo from 0; this index would make the "
+                    f"unpickler allocate a table of {arg} entries)")
+    except ValueError as err:
+        raise ModelFormatError(f"the {what} pickle is corrupt or truncated: {err}") from err
+
+
 def _unpickle(file: BinaryIO, storages: dict[str, _StorageRef], what: str) -> Any:
+    start = file.tell()
+    _check_memo(file, what)
+    file.seek(start)
     try:
         return _StateDictUnpickler(file, storages).load()
     except (UnsafePickleError, ModelFormatError):
