@@ -154,3 +154,29 @@ def test_external_buffers_beyond_file_end(tmp_path):
     p.write_bytes(data[:-8])
     with pytest.raises(ModelFormatError, match="beyond|truncated|bytes"):
         import_tflite(str(p))
+
+
+def _quantized_relu(x_dtype="uint8", scale=0.05, zero_point=128):
+    """One RELU over a quantized tensor whose type, scale and zero point the test picks."""
+    w = bt.TfliteWriter()
+    x = w.add_tensor("x", (1, 2, 2, 1), x_dtype, scale=scale, zero_point=zero_point)
+    y = w.add_tensor("y", (1, 2, 2, 1), "uint8", scale=0.05, zero_point=128)
+    w.add_op("RELU", [x], [y])
+    return w.to_bytes([x], [y])
+
+
+def test_the_quantized_probe_model_imports():
+    assert [n.op for n in import_tflite_bytes(_quantized_relu()).nodes]
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(x_dtype="float32"), "quantization parameters but type float32"),
+    (dict(scale=1e-45), "not a positive normal number"),       # a denormal float32
+    (dict(zero_point=300), r"zero point outside \[0, 255\]"),
+    (dict(x_dtype="int8", zero_point=-129), r"outside \[-128, 127\]"),
+])
+def test_bad_quantization_is_refused_at_import(change, match):
+    """Found by mutation: these loaded, then failed in the NEON runtime with a ValueError or an
+    OverflowError (a traceback in classify); now the import names the tensor and the problem."""
+    with pytest.raises(ModelFormatError, match=match):
+        import_tflite_bytes(_quantized_relu(**change))

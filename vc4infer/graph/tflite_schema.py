@@ -215,9 +215,17 @@ def _read_tensor(t, i: int, model, n_buf: int, buf: bytearray, source: str) -> T
                                        f"but {len(zp)} zero points")
             if len(zp) == 1 and len(scale) > 1:
                 zp = np.full(len(scale), zp[0], np.int64)
-            if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            if not np.all(np.isfinite(scale)) or np.any(scale < np.finfo(np.float32).tiny):
                 raise ModelFormatError(f"{source}: tensor {i} ({name!r}) has a quantization scale "
-                                       f"that is not a positive number: {scale[:4]}")
+                                       f"that is not a positive normal number: {scale[:4]}")
+            if not np.issubdtype(np.dtype(dtype), np.integer):
+                raise ModelFormatError(f"{source}: tensor {i} ({name!r}) has quantization "
+                                       f"parameters but type {dtype}: quantized values are "
+                                       f"integers (the file is corrupt)")
+            low, high = np.iinfo(np.dtype(dtype)).min, np.iinfo(np.dtype(dtype)).max
+            if np.any(zp < low) or np.any(zp > high):
+                raise ModelFormatError(f"{source}: tensor {i} ({name!r}) of type {dtype} has a zero "
+                                       f"point outside [{low}, {high}]: {zp[:4]}")
             qdim = int(q.QuantizedDimension())
             if len(scale) > 1 and not (0 <= qdim < len(shape) and shape[qdim] == len(scale)):
                 raise ModelFormatError(f"{source}: tensor {i} ({name!r}) of shape {list(shape)} "
