@@ -87,6 +87,10 @@ def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 def iter_fields(data: Union[bytes, bytearray, memoryview]) -> Iterator[Field]:
     """Yield the records of one message, in file order (repeated fields appear repeatedly)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        # a field read as a message arrived with another wire type (a number): corrupt file
+        raise WireFormatError(f"a nested message is encoded as a {type(data).__name__}, not as "
+                              f"bytes (wrong wire type)")
     buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     pos = 0
     end = len(buf)

@@ -237,6 +237,9 @@ def _window(node: TfNode, in_shape: tuple, kernel: tuple, dilations: tuple = (1,
     if len(strides) != 4 or strides[0] != 1 or strides[3] != 1:
         raise UnsupportedModelError(f"node {node.name!r}: strides {strides}; only strides along "
                                     f"H and W are supported")
+    if min(strides[1], strides[2], *dilations) < 1:
+        raise ModelFormatError(f"node {node.name!r}: strides {strides[1:3]} and dilations "
+                               f"{list(dilations)} must be at least 1")
     padding = node.attr("padding", b"VALID")
     if padding == b"VALID":
         pads = (0, 0, 0, 0)
