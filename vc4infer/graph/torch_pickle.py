@@ -237,7 +237,7 @@ def _load_legacy(file: BinaryIO, size_bytes: int, where: str) -> dict[str, np.nd
 def _load_zip(path: str, where: str) -> dict[str, np.ndarray]:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, NotImplementedError) as err:   # e.g. "zip file version"
         raise ModelFormatError(f"{where} is not a readable zip archive: {err}") from err
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -265,7 +265,10 @@ def _load_zip(path: str, where: str) -> dict[str, np.ndarray]:
                     raise ModelFormatError(f"{where}: {name} holds {info.file_size} bytes, "
                                            f"expected {nbytes}")
                 ref.data = np.frombuffer(archive.read(name), dtype=ref.dtype)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
+                NotImplementedError, RuntimeError) as err:
+            # NotImplementedError: an unknown compression method; RuntimeError: an entry
+            # flagged as encrypted (torch.save writes neither)
             raise ModelFormatError(f"{where}: corrupt zip archive: {err}") from err
     return _resolve(obj, where)
 
@@ -283,8 +286,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with open(where, "rb") as file:
             head = file.read(4)
             if head[:1] == b"\x80":
+                # in memory: a pickle's declared string length is then read as at most what
+                # the file holds, never allocated in full (legacy files are small)
                 file.seek(0)
-                return _load_legacy(file, size_bytes, where)
+                return _load_legacy(io.BytesIO(file.read()), size_bytes, where)
     except OSError as err:
         raise ModelFormatError(f"cannot read {where}: {err}") from err
     if head == b"PK\x03\x04":
