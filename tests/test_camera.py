@@ -399,3 +399,18 @@ def test_camera_on_the_emulated_qpus():
     (top,) = frame_classes(result.output).values()
     assert top[0] in CATS
     assert "backend: emu" in result.output
+
+
+def test_timings_keep_a_bounded_window_and_exact_means():
+    """The summary's statistics hold a fixed number of frames however long the run (memory flat:
+    issue 14), while the mean still covers every frame."""
+    from vc4infer.commands.camera import MEDIAN_WINDOW, Timings
+    t = Timings()
+    n = 3 * MEDIAN_WINDOW
+    for i in range(n):
+        t.add(capture=0.001, preprocess=0.002, inference=float(i))
+    assert t.frames == n
+    assert all(len(v) == MEDIAN_WINDOW for v in t.recent.values())
+    assert t.mean("inference") == pytest.approx((n - 1) / 2)          # every frame
+    assert t.median("inference") == pytest.approx(n - MEDIAN_WINDOW / 2 - 0.5)   # the last window
+    assert t.mean("total") == pytest.approx(0.003 + (n - 1) / 2)

@@ -3,6 +3,7 @@ print, per frame, the top classes, the capture / preprocess / inference latency 
 frame rate; Ctrl-C (or the end of --frames / of the images) prints a summary."""
 from __future__ import annotations
 
+import collections
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -15,21 +16,32 @@ from vc4infer.commands.classify import BACKEND_CHOICES
 PHASES = ("capture", "preprocess", "inference")
 
 
+#: frames whose latencies the summary's median is taken over (the mean covers every frame):
+#: a bounded window keeps memory flat over runs of any length
+MEDIAN_WINDOW = 1024
+
+
 @dataclass
 class Timings:
-    """Per-frame seconds of each phase, in frame order."""
-    per_phase: dict = field(default_factory=lambda: {p: [] for p in PHASES})
+    """Per-phase latency statistics: the count and sums of every frame, and the last
+    MEDIAN_WINDOW frames' seconds (for the median)."""
+    frames: int = 0
+    sums: dict = field(default_factory=lambda: {p: 0.0 for p in PHASES + ("total",)})
+    recent: dict = field(default_factory=lambda: {p: collections.deque(maxlen=MEDIAN_WINDOW)
+                                                  for p in PHASES + ("total",)})
 
     def add(self, **seconds: float) -> None:
-        for phase in PHASES:
-            self.per_phase[phase].append(seconds[phase])
+        seconds = dict(seconds, total=sum(seconds[p] for p in PHASES))
+        self.frames += 1
+        for phase in PHASES + ("total",):
+            self.sums[phase] += seconds[phase]
+            self.recent[phase].append(seconds[phase])
 
-    @property
-    def frames(self) -> int:
-        return len(self.per_phase["capture"])
+    def mean(self, phase: str) -> float:
+        return self.sums[phase] / self.frames
 
-    def totals(self) -> List[float]:
-        return [sum(v) for v in zip(*(self.per_phase[p] for p in PHASES))]
+    def median(self, phase: str) -> float:
+        return statistics.median(self.recent[phase])
 
 
 def classify_frame(model, image, top: int):
@@ -64,11 +76,10 @@ def _summary(timings: Timings, elapsed: float, why: str, backend: str, descripti
              + (f" ({dropped} newer camera frames replaced older ones unseen)" if dropped else ""),
              f"backend: {backend}"]
     if timings.frames:
-        lines.append(f"{'latency (ms)':<14}{'mean':>9}{'median':>9}")
-        rows = [(p, timings.per_phase[p]) for p in PHASES] + [("total", timings.totals())]
-        for name, values in rows:
-            lines.append(f"{name:<14}{_ms(statistics.fmean(values)):>9}"
-                         f"{_ms(statistics.median(values)):>9}")
+        window = "" if timings.frames <= MEDIAN_WINDOW else f" (median of the last {MEDIAN_WINDOW})"
+        lines.append(f"{'latency (ms)':<14}{'mean':>9}{'median':>9}{window}")
+        for name in PHASES + ("total",):
+            lines.append(f"{name:<14}{_ms(timings.mean(name)):>9}{_ms(timings.median(name)):>9}")
         lines.append(f"throughput: {timings.frames / elapsed:.2f} fps over {elapsed:.1f} s")
     return lines
 
