@@ -29,6 +29,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "graph"), HERE]
 
+from mutate import mutate  # noqa: E402 - found through the path above
+
 
 class _Hang(Exception):
     pass
@@ -76,20 +78,6 @@ def _base_files(workdir: str) -> Dict[str, List[Tuple[str, bytes, Callable]]]:
     return files
 
 
-def _mutate(data: bytes, rng) -> bytes:
-    bad = bytearray(data)
-    kind = rng.integers(0, 3)
-    if kind == 0:
-        for _ in range(rng.integers(1, 4)):
-            bad[rng.integers(0, len(bad))] = rng.integers(0, 256)
-    elif kind == 1:
-        bad = bad[:rng.integers(1, len(bad))]
-    else:
-        pos = rng.integers(0, max(1, len(bad) - 4))
-        bad[pos:pos + 4] = rng.integers(0, 256, 4).astype(np.uint8).tobytes()
-    return bytes(bad)
-
-
 def fuzz(formats, mutants: int, seed: int, seconds: float, workdir: str) -> Dict[str, collections.Counter]:
     """Run the mutants; returns format -> Counter of outcomes (and prints first tracebacks)."""
     from vc4infer.errors import Vc4InferError
@@ -108,7 +96,7 @@ def fuzz(formats, mutants: int, seed: int, seconds: float, workdir: str) -> Dict
             name, data, read = bases[fmt][i % len(bases[fmt])]
             path = os.path.join(workdir, "mutant-" + name)
             with open(path, "wb") as f:
-                f.write(_mutate(data, rng))
+                f.write(mutate(data, rng))
             counts["tried"] += 1
             signal.setitimer(signal.ITIMER_REAL, seconds)
             try:
