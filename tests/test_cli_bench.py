@@ -136,19 +136,19 @@ def test_readme_table_from_json_reports(small_v2, tmp_path):
     assert cells[3] == f"{data['totals']['ms']:.1f} ms" and cells[-1].startswith("modelled")
 
 
-@pytest.mark.parametrize("model, says", [
-    ("mobilenet_v9", "unknown model 'mobilenet_v9'"),
-    ("/no/such/model.onnx", "does not exist"),
+@pytest.mark.parametrize("model, says, code", [
+    ("mobilenet_v9", "unknown model 'mobilenet_v9'", 1),
+    ("/no/such/model.onnx", "does not exist", 3),          # a file the user named is missing
 ])
-def test_bench_of_a_model_it_cannot_load_is_one_line(model, says):
+def test_bench_of_a_model_it_cannot_load_is_one_line(model, says, code):
     result = CliRunner().invoke(main, ["bench", "--model", model, "--backend", "neon"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == code and "Traceback" not in result.output
     assert result.output.startswith("Error: ") and says in result.output
 
 
 def test_a_folder_given_as_a_model_says_so(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--model", str(tmp_path), "--backend", "neon"])
-    assert result.exit_code == 1
+    assert result.exit_code == 4                                  # not a model file
     assert "is a folder, not a model file" in result.output
 
 

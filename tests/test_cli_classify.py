@@ -92,7 +92,7 @@ def test_not_a_classifier(tmp_path):
 
 def test_missing_image(tmp_path):
     result = CliRunner().invoke(main, ["classify", str(tmp_path / "nope.jpg")])
-    assert result.exit_code == 1
+    assert result.exit_code == 3                                  # an input the user gave
     assert f"image file not found: {tmp_path / 'nope.jpg'}" in result.output
 
 
@@ -109,7 +109,7 @@ def test_unreadable_image(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not a picture")
     result = CliRunner().invoke(main, ["classify", str(bad)])
-    assert result.exit_code == 1 and "not an image" in result.output
+    assert result.exit_code == 3 and "not an image" in result.output
 
 
 def test_tf_graph_output_option():
@@ -131,5 +131,5 @@ def test_hw_backend_off_a_pi_is_one_line(tmp_path):
     path = _onnx_file(tmp_path, classifier=True)
     result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model", path,
                                        "--backend", "hw"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 5 and "Traceback" not in result.output   # hardware unavailable
     assert "not a Raspberry Pi" in result.output and "backend='emu'" in result.output

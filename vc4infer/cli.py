@@ -1,6 +1,7 @@
 """The `vc4infer` command. Subcommands live in `vc4infer/commands/` and are imported only when
 invoked, so `vc4infer info` on a Pi Zero does not pay for numpy-heavy or numba imports."""
 import importlib
+from typing import NoReturn  # noqa: F401 - fail() is annotated with it
 
 import click
 
@@ -18,9 +19,62 @@ COMMANDS = {
 }
 
 
+#: exit codes by what went wrong (the first matching class wins); click's usage errors exit 2
+EXIT_CODES = (
+    ("vc4infer.graph.preprocess:ImageInputError", 3),      # an input the user gave
+    ("builtins:FileNotFoundError", 3),
+    ("vc4infer.errors:ModelFormatError", 4),               # the model file
+    ("vc4infer.errors:UnsupportedModelError", 4),
+    ("vc4infer.errors:ImportOptionError", 4),
+    ("vc4infer.device:HardwareUnavailableError", 5),       # this machine cannot run the backend
+    ("vc4infer.errors:BackendUnavailableError", 5),
+    ("vc4infer.device:DriverError", 6),                    # the GPU or a QPU program failed
+)
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The exit code of a failure (1 for any other vc4infer error)."""
+    for target, code in EXIT_CODES:
+        module, name = target.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        if isinstance(err, cls):
+            return code
+    return 1
+
+
+class CliError(click.ClickException):
+    """A one-line error with the exit code of its kind (EXIT_CODES)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def fail(err: BaseException, message: str = "") -> "NoReturn":
+    """Stop the command on `err`: one line (`message`, default the error's text) and the exit
+    code of its kind; with `vc4infer --debug`, the error itself, traceback and all."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().params.get("debug"):
+        raise err
+    raise CliError(message or str(err), exit_code_for(err)) from err
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(COMMANDS)
+
+    def invoke(self, ctx):
+        """Run the subcommand; a vc4infer or Driver error that reaches here becomes one line and
+        its exit code (with --debug: the traceback)."""
+        from vc4infer.device import DriverError
+        from vc4infer.errors import Vc4InferError
+        try:
+            return super().invoke(ctx)
+        except (Vc4InferError, DriverError) as err:
+            if ctx.params.get("debug"):
+                raise
+            raise CliError(str(err).splitlines()[0] if str(err) else type(err).__name__,
+                           exit_code_for(err)) from err
 
     def get_command(self, ctx, name):
         target = COMMANDS.get(name)
@@ -32,7 +86,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="vc4infer")
-def main():
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one line.")
+def main(debug: bool):
     """vc4infer: neural-network inference on the Raspberry Pi VideoCore IV GPU."""
     from vc4infer.emu import warmup   # light: numba is imported only when the emulator runs
 

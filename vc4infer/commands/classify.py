@@ -24,10 +24,11 @@ def load_model(model: str, backend: str, **options):
     from hostside.driver import DriverError
     from vc4infer.errors import Vc4InferError
     from vc4infer.graph.zoo import ZooError
+    from vc4infer.cli import fail
     try:
         return vc4infer.load(model, backend=backend, **options)
     except (ZooError, Vc4InferError, DriverError, FileNotFoundError, ValueError, TypeError) as err:
-        raise click.ClickException(str(err)) from err
+        fail(err)
 
 
 def _load(model: str, backend: str, preprocess: str | None, output: str | None):
@@ -56,9 +57,10 @@ def _load(model: str, backend: str, preprocess: str | None, output: str | None):
 def classify(images: tuple, model: str, backend: str, top: int, preprocess: str | None,
              output: str | None) -> None:
     """Print the top classes of each IMAGE with their probabilities."""
+    from vc4infer.cli import fail
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
-        raise click.ClickException(f"image file not found: {', '.join(missing)}")
+        fail(FileNotFoundError(f"image file not found: {', '.join(missing)}"))
     from vc4infer.errors import Vc4InferError
     loaded = _load(model, backend, preprocess, output)
     for path in images:
@@ -66,7 +68,7 @@ def classify(images: tuple, model: str, backend: str, top: int, preprocess: str 
         try:
             results = loaded.classify(path, top=top)
         except Vc4InferError as err:
-            raise click.ClickException(f"{path}: {err}") from err
+            fail(err, f"{path}: {err}")
         elapsed_ms = (time.perf_counter() - start) * 1e3
         click.echo(f"{path}  ({loaded.backend}, {elapsed_ms:.0f} ms)")
         for rank, (index, label, prob) in enumerate(results, start=1):
