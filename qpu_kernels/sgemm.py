@@ -91,8 +91,8 @@ def store_block_cols(nt: int) -> int:
 
 
 def store_cycles(nt: int) -> float:
-    """Modelled VDW cycles (at 250 MHz, the planning clock) to store one tile of 16 rows x `nt`
-    columns (`store_block_cols` blocks, each a start-up plus its bytes: vc4infer.emu.timing)."""
+    """Modelled VDW cycles (at timing.DEFAULT_CLOCK_HZ, the planning clock) to store one tile of
+    16 rows x `nt` columns (`store_block_cols` blocks, each a start-up plus its bytes)."""
     block = store_block_cols(nt)
     return (nt // block) * timing.dma_cycles(4 * ROWS * block, store=True)
 

@@ -1,7 +1,7 @@
 """The `vc4infer` command. Subcommands live in `vc4infer/commands/` and are imported only when
 invoked, so `vc4infer info` on a Pi Zero does not pay for numpy-heavy or numba imports."""
 import importlib
-from typing import NoReturn  # noqa: F401 - fail() is annotated with it
+from typing import NoReturn
 
 import click
 
@@ -50,7 +50,7 @@ class CliError(click.ClickException):
         self.exit_code = exit_code
 
 
-def fail(err: BaseException, message: str = "") -> "NoReturn":
+def fail(err: BaseException, message: str = "") -> NoReturn:
     """Stop the command on `err`: one line (`message`, default the error's text) and the exit
     code of its kind; with `vc4infer --debug`, the error itself, traceback and all."""
     ctx = click.get_current_context(silent=True)

@@ -35,7 +35,6 @@ V3D_LENGTH = 0xF20 + 4
 #: the ARM physical address of the peripherals per SoC (hardware reference section 1.2)
 PERIPHERAL_BASE = {"BCM2835": 0x20000000, "BCM2836": 0x3F000000, "BCM2837": 0x3F000000}
 
-IDENT0, IDENT1, IDENT2, SCRATCH = isa.V3D_IDENT0, isa.V3D_IDENT1, isa.V3D_IDENT2, isa.V3D_SCRATCH
 PCTRC, PCTRE, PCTRE_ENABLE, PCTR_COUNT = (isa.V3D_PCTRC, isa.V3D_PCTRE, isa.V3D_PCTRE_ENABLE,
                                          isa.V3D_PCTR_COUNT)
 PCTR, PCTRS = isa.v3d_pctr, isa.v3d_pctrs

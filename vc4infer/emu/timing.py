@@ -7,6 +7,8 @@ All cycle counts are V3D clock cycles; the model runs at `clock_hz` (250, 300 or
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from vc4infer.qpu import isa
@@ -52,12 +54,13 @@ VCD_STARTUP_SECONDS, VCD_BYTES_PER_SECOND = _dma_fit(DMA_LOAD_POINTS)
 #: VDW start-up (s) and sustained rate (bytes/s): ~43 ns, ~1.15 GB/s
 VDW_STARTUP_SECONDS, VDW_BYTES_PER_SECOND = _dma_fit(DMA_STORE_POINTS)
 
-def dma_cycles(nbytes: int, store: bool, clock_hz: float = 250e6) -> float:
-    """Modelled V3D cycles of one lone VDW store (VCD load) of `nbytes` at `clock_hz`: for the
-    kernels' own planning (contention with other transfers and the SDRAM not counted)."""
+def dma_cycles(nbytes: int, store: bool, clock_hz: Optional[float] = None) -> float:
+    """Modelled V3D cycles of one lone VDW store (VCD load) of `nbytes` at `clock_hz` (default
+    DEFAULT_CLOCK_HZ): for the kernels' own planning (contention with other transfers and the
+    SDRAM not counted)."""
     startup, rate = ((VDW_STARTUP_SECONDS, VDW_BYTES_PER_SECOND) if store
                      else (VCD_STARTUP_SECONDS, VCD_BYTES_PER_SECOND))
-    return (startup + nbytes / rate) * clock_hz
+    return (startup + nbytes / rate) * (clock_hz or DEFAULT_CLOCK_HZ)
 
 
 #: Shared SDRAM bandwidth that DMA and TMU line fills compete for. Not published; derived as

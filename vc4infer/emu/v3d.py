@@ -22,9 +22,6 @@ from vc4infer.qpu import isa
 IDENT0_VALUE = (2 << 24) | 0x443356          # TVER 2, "V3D"
 IDENT1_VALUE = ((isa.VPM_BYTES // 1024) << 28 | isa.NUM_SEMAPHORES << 16
                 | TMUS_PER_SLICE << 12 | QPUS_PER_SLICE << 8 | NSLICES << 4)
-#: sources the emulator counts; the others (3D pipeline, scoreboard, varyings, VPM arbitration)
-#: it has no model of, and they stay 0
-COUNTED_SOURCES = (13, 16, 17, 20, 21, 22, 23, 24, 25, 28, 29)
 
 
 def launch_counts(stats: LaunchStats) -> np.ndarray:
@@ -34,7 +31,8 @@ def launch_counts(stats: LaunchStats) -> np.ndarray:
     instruction fetch hits the instruction cache (the timing model's assumption). The uniforms
     cache misses once per 64-byte line a QPU enters; TMU requests are 16 elements = 4 quads, a TMU
     cache miss is a line fetched into its L1; L2C hits and misses are those of the TMU and
-    uniform line fills."""
+    uniform line fills. The sources it has no model of (3D pipeline, scoreboard, varyings, VPM
+    arbitration) stay 0."""
     counts = np.zeros(len(isa.V3D_COUNTER_SOURCES), dtype=np.int64)
     length = max(stats.cycles, default=0)
     extra = stats.extra
