@@ -28,8 +28,8 @@ from vc4infer.graph import ops
 from vc4infer.graph.ir import Graph
 
 #: room in the Driver's data area beyond arena and weights for the uniform blocks the kernel
-#: builders allocate (per-tile records: about 6 MB for MobileNet v1 1.0/224's depthwise layers);
-#: the data area is a bound the Driver checks, not memory it reserves
+#: builders allocate (per-tile records: about 0.6 MB for all of MobileNet v1 1.0/224); the data
+#: area is a bound the Driver checks, not memory it reserves
 UNIFORMS_MARGIN_BYTES = 64 << 20
 
 

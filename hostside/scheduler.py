@@ -362,8 +362,8 @@ def _depthwise_reject(graph: Graph, node: Node) -> Optional[str]:
     if a["strides"] not in ((1, 1), (2, 2)) or a["dilations"] != (1, 1):
         return f"strides {a['strides']} / dilations {a['dilations']} (it runs strides 1 and 2, " \
                f"no dilation)"
-    if max(a["pads"]) > 2:
-        return f"pads {a['pads']} (it takes 0..2 per side)"
+    if max(a["pads"]) > 1:
+        return f"pads {a['pads']} (it takes 0 or 1 per side)"
     if x[0] != 1:
         return f"batch {x[0]} (it runs batch 1)"
     if passes.is_residual_conv(node):

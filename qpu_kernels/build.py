@@ -33,7 +33,9 @@ def variants() -> Iterator[Tuple[str, Callable, tuple]]:
             stem = f"sgemm_gather_nt{nt}_{_act_name(act)}_depth{sgemm.MAX_TMU_DEPTH}"
             yield stem, sgemm.sgemm_kernel, (nt, act, False, sgemm.MAX_TMU_DEPTH, True)
     for act in conv_depthwise.ACTIVATIONS:
-        yield f"conv_depthwise_{_act_name(act)}", conv_depthwise.depthwise_kernel, (act,)
+        for pixels in range(1, conv_depthwise.MAX_PIXELS + 1):
+            yield (f"conv_depthwise_{_act_name(act)}_px{pixels}", conv_depthwise.depthwise_kernel,
+                   (act, pixels))
     for act in gemv.ACTIVATIONS:
         yield f"gemv_{_act_name(act)}", gemv.gemv_kernel, (act,)
     yield "bench_sgemm", bench_sgemm.sgemm_kernel, ()

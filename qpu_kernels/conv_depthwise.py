@@ -1,22 +1,34 @@
-"""NHWC depthwise 3x3 convolution on the QPUs: stride 1 or 2, explicit padding, fused bias and
-relu/relu6, any channel count.
+"""NHWC depthwise 3x3 convolution on the QPUs: stride 1 or 2, padding of 0 or 1 per side, fused
+bias and relu/relu6, any channel count.
 
-SIMD element e works on channel c0 + e of a 16-channel block. One work item is up to 16 output
-pixels of one output row in one channel block. The item's 9 tap weights and its bias arrive
-through the TMU into registers; then, for each of the 16 pixels and each of the 9 taps, the 16
-input channels of that tap are one TMU request (eight in flight, alternating between the two
-TMUs) and one multiply-add, the bias
-being the sum's starting value. The host computes every tap's address once, at load, and passes
-it through the uniform stream (`iadd(tmu0_s, uniform, lane offset)`); taps in the padding point
-at a zero vector stored after the packed weights, so the kernel has no edge cases and never
-reads outside the input. Elements past the last channel read the last channel (lane offsets are
-clamped) and are not stored. The item's 16 output vectors go to 16 VPM rows (horizontal) and
-leave with one DMA store of npix rows x valid channels. The VPM is shared by all QPUs: it is cut
-into two banks of 16 rows, each guarded by a semaphore used as a lock, even instances using one
-and odd instances the other, so that one bank is filled while the other one's DMA runs.
+SIMD element e works on channel c0 + e of a 16-channel block. One work item is `pixels` (up to 16)
+neighbouring output pixels of one output row in one channel block. The item's 9 tap weights and
+its bias arrive through the TMU into registers; then, for each pixel and each of the 9 taps, the
+16 input channels of that tap are one TMU request (eight in flight, alternating between the two
+TMUs) and one multiply-add, the bias being the sum's starting value.
+
+Tap addresses are made in registers, not read from the uniform stream (a uniform cache line
+costs an SDRAM round trip, ~430 ns, and every uniform read behind it waits): a pixel pointer
+steps by stride x pixel pitch, and nine per-item offsets (three input rows x three columns) are
+added to it. The item's few uniforms say where its rows are and which of its taps fall in the
+padding:
+- a padding row (top or bottom) is read from the centre row and multiplied by zero: the item's
+  weights are one of four variants per channel block with the top, the bottom, both or no row
+  zeroed (`pack_weights`);
+- a padding column can only be the left tap of the item's first pixel or the right tap of its
+  last one: those taps read the centre column instead and their multiply-add is skipped by a
+  condition on flags set per item.
+So every request reads inside the input and the kernel has no edge-case code. The centre tap is
+never in the padding (pads <= 1) and starts each pixel's sum. A row whose width is not a multiple
+of `pixels` ends with an item that overlaps the one before (the overlap is stored twice with the
+same values). Elements past the last channel read the last channel (lane offsets are clamped) and
+are not stored. The item's output vectors go to VPM rows (horizontal) and leave with one DMA store
+of pixels x valid channels. The VPM is shared by all QPUs: it is cut into two banks of 16 rows,
+each guarded by a semaphore used as a lock, even instances using one and odd instances the other,
+so that one bank is filled while the other one's DMA runs.
 
 The layer is memory-bound (each 16-channel output vector costs 9 multiply-adds and 64 stored
-bytes), so the kernel aims at keeping the VDW busy rather than at the ALU peak.
+bytes), so the kernel aims at keeping the TMUs and the VDW busy rather than at the ALU peak.
 """
 from __future__ import annotations
 
@@ -32,35 +44,54 @@ from .launch import KernelShapeError, Launch
 
 ACTIVATIONS = (None, "relu", "relu6")
 LANES = isa.SIMD_WIDTH
-PIXELS = 16                                 # output pixels per work item
-TAPS = 9                                    # 3 x 3
-#: words per channel block in the packed weights: 9 tap vectors and the bias vector
+MAX_PIXELS = 16                             # output pixels per work item (one VPM bank of rows)
+TAPS = 9                                    # 3 x 3, tap q = 3 * dy + dx
+CENTRE = 4
+#: the order of a pixel's taps: the centre (never padding) starts the sum, the left column's
+#: taps (skipped at a left edge) and then the right column's (skipped at a right edge) come last
+TAP_ORDER = (4, 1, 7, 0, 3, 6, 2, 5, 8)
+#: weight variants per channel block: bit 0 zeroes the top row's taps, bit 1 the bottom row's
+ROW_VARIANTS = 4
+#: words per channel block and variant in the packed weights: 9 tap vectors and the bias vector
 BLOCK_WORDS = (TAPS + 1) * LANES
-HEADER_WORDS = 3
-RECORD_WORDS = 5 + PIXELS * TAPS
+HEADER_WORDS = 5
+RECORD_WORDS = 11
 #: TMU requests in flight per TMU FIFO (the depth that is reliable on hardware, spec section 11)
 TMU_DEPTH = 4
 #: input taps in flight: both TMUs, TMU_DEPTH each (the ~36-cycle TMU latency needs > 4)
 TAPS_IN_FLIGHT = 2 * TMU_DEPTH
-#: modelled cycles of one item: 2 instructions per tap, ~60 more, the 1 KiB store
-ITEM_CYCLES = 4 * (2 * PIXELS * TAPS + 60) + 270
 #: semaphores guarding VPM rows 0-15 and 16-31 (semaphore 0 is launch.DONE_SEMAPHORE)
 BANK_LOCKS = (1, 2)
 
 
+def item_cycles(pixels: int) -> int:
+    """Modelled cycles of one item, for planning launches: 2 instructions per tap, one pointer
+    step per pixel, ~80 more, the store."""
+    return 4 * ((2 * TAPS + 1) * pixels + 80) + 270
+
+
 @qpu
-def depthwise_kernel(asm, act: Optional[str]):
-    """Uniforms: header (item count, instance index, instance count), then per item: packed
-    weights of its channel block, valid channels - 1, VDW setup, VDW stride setup, output address
-    of its first pixel, and 16 x 9 tap addresses (input pixel at channel c0, or the zero vector)."""
-    acc = [ra[p] for p in range(PIXELS)]
-    w = [rb[q] for q in range(TAPS + 1)]        # w[9] = bias
-    items, thread, n_threads, bank = ra16, ra17, ra18, ra19
-    st_setup, st_stride, st_addr, six = rb10, rb11, rb12, rb13
+def depthwise_kernel(asm, act: Optional[str], pixels: int):
+    """Uniforms: header (item count, instance index, instance count, input pixel pitch, stride x
+    input pixel pitch, all in bytes), then per item: packed weights of its channel block and row
+    variant, valid channels - 1, VDW setup, VDW stride setup, output address of its first pixel,
+    the address of its first pixel's top-left tap at channel c0 (row 0 of the input), the byte
+    offsets of the input rows read by the top, centre and bottom taps, and the left and right
+    edge fixes (0, or the pixel pitch when that column of the first / last pixel is padding)."""
+    w = [ra[q] for q in range(TAPS + 1)]        # w[9] = bias
+    items, thread, n_threads, bank = ra10, ra11, ra12, ra13
+    st_setup, st_stride, st_addr, six = ra14, ra15, ra16, ra17
+    pitch, step, left_fix, right_fix = ra18, ra19, ra20, ra21
+    acc = [rb[p] for p in range(pixels)]
+    off = [[rb[16 + 3 * dy + dx] for dx in range(3)] for dy in range(3)]
+    off_left = [rb[25 + dy] for dy in range(3)]     # the first pixel's left column
+    off_right = [rb[28 + dy] for dy in range(3)]    # the last pixel's right column
 
     mov(items, uniform)
     mov(thread, uniform)
     mov(n_threads, uniform)
+    mov(pitch, uniform)
+    mov(step, uniform)
     if act == "relu6":
         ldi(six, 6.0)
     band(bank, thread, 1, set_flags=False)      # VPM bank of this instance
@@ -72,7 +103,7 @@ def depthwise_kernel(asm, act: Optional[str]):
     nop()
     nop()
     nop()
-    mov(r1, uniform)                            # packed weights of this channel block
+    mov(r1, uniform)                            # packed weights of this block and variant
     mov(r2, uniform)                            # valid channels - 1
     imin(r2, element_number, r2, set_flags=False)
     shl(r3, r2, 2, set_flags=False)             # r3[e]: byte offset of channel min(e, last)
@@ -89,32 +120,69 @@ def depthwise_kernel(asm, act: Optional[str]):
         mov(w[q], r4)
         if q + TMU_DEPTH < TAPS + 1:
             iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
+    # the tap offsets: off[dy][dx] = row offset + dx x pitch; the edge columns read the centre one
+    iadd(r1, uniform, r3, set_flags=False)      # r1: the current pixel's top-left tap, per lane
+    for dy in range(3):
+        mov(r2, uniform)
+        mov(off[dy][0], r2)
+        iadd(off[dy][1], r2, pitch, set_flags=False)
+        iadd(r2, r2, pitch, set_flags=False)
+        iadd(off[dy][2], r2, pitch, set_flags=False)
+    mov(left_fix, uniform)
+    mov(right_fix, uniform)
+    for dy in range(3):
+        iadd(off_left[dy], off[dy][0], left_fix, set_flags=False)
+    for dy in range(3):
+        isub(off_right[dy], off[dy][2], right_fix, set_flags=False)
+    mov(null, left_fix, set_flags=True)         # Z: the first pixel's left column is in the input
 
-    total = PIXELS * TAPS
+    # the tap stream: (pixel, tap) in order; requests run TAPS_IN_FLIGHT taps ahead of the sums
+    stream = [(p, q) for p in range(pixels) for q in TAP_ORDER]
     fifo = [tmu0_s, tmu1_s]                     # tap t goes through TMU t % 2: 8 in flight
     pop = ["load tmu0", "load tmu1"]
-    for t in range(TAPS_IN_FLIGHT):
-        iadd(fifo[t % 2], uniform, r3, set_flags=False)
+
+    def tap_offset(p, q):
+        dy, dx = divmod(q, 3)
+        if p == 0 and dx == 0:
+            return off_left[dy]
+        if p == pixels - 1 and dx == 2:
+            return off_right[dy]
+        return off[dy][dx]
+
+    def request(u):                             # the add half of the instruction that issues tap u
+        return iadd(fifo[u % 2], r1, tap_offset(*stream[u]), set_flags=False)
+
+    def after_request(u):                       # the pointer moves on once a pixel's taps are out
+        if u % TAPS == TAPS - 1 and u + 1 < len(stream):
+            iadd(r1, r1, step, set_flags=False)
+
+    for u in range(min(TAPS_IN_FLIGHT, len(stream))):
+        request(u)
+        after_request(u)
     nop(sig=pop[0])
-    for t in range(total):
-        p, q = divmod(t, TAPS)
-        if t + TAPS_IN_FLIGHT < total:
-            iadd(fifo[t % 2], uniform, r3, set_flags=False).fmul(r0, r4, w[q])
+    for t, (p, q) in enumerate(stream):
+        u = t + TAPS_IN_FLIGHT
+        if u < len(stream):
+            request(u).fmul(r0, r4, w[q])
         else:
             fmul(r0, r4, w[q])
-        start = w[TAPS] if q == 0 else acc[p]   # the bias starts each pixel's sum
-        if t + 1 < total:
-            fadd(acc[p], start, r0, set_flags=False, sig=pop[(t + 1) % 2])
-        else:
-            fadd(acc[p], start, r0, set_flags=False)
+        dx = q % 3
+        if p == pixels - 1 and q == TAP_ORDER[6]:
+            mov(null, right_fix, set_flags=True)    # Z: the last pixel's right column is in the input
+        cond = "zs" if (p == 0 and dx == 0) or (p == pixels - 1 and dx == 2) else "always"
+        start = w[TAPS] if q == CENTRE else acc[p]  # the bias starts each pixel's sum
+        sig = {"sig": pop[(t + 1) % 2]} if t + 1 < len(stream) else {}
+        fadd(acc[p], start, r0, cond=cond, set_flags=False, **sig)
+        if u < len(stream):
+            after_request(u)
 
     if act in ("relu", "relu6"):
         mov(r2, 0.0)
-        for p in range(PIXELS):
+        for p in range(pixels):
             fmax(acc[p], acc[p], r2, set_flags=False)
     if act == "relu6":
         mov(r2, six)
-        for p in range(PIXELS):
+        for p in range(pixels):
             fmin(acc[p], acc[p], r2, set_flags=False)
 
     # The VPM is shared: two banks of 16 rows, each guarded by a semaphore used as a lock; even
@@ -128,8 +196,8 @@ def depthwise_kernel(asm, act: Optional[str]):
         if b == 1:
             L.bank1
         sema_down(BANK_LOCKS[b])
-        setup_vpm_write(mode="32bit horizontal", Y=PIXELS * b)
-        for p in range(PIXELS):
+        setup_vpm_write(mode="32bit horizontal", Y=MAX_PIXELS * b)
+        for p in range(pixels):
             mov(vpm, acc[p])
         mov(vpmvcd_wr_setup, st_stride)
         mov(vpmvcd_wr_setup, st_setup)
@@ -156,10 +224,17 @@ def output_size(size: int, pad_before: int, pad_after: int, stride: int) -> int:
     return (size + pad_before + pad_after - 3) // stride + 1
 
 
+def item_pixels(wo: int) -> int:
+    """Output pixels per item for rows of `wo` pixels: the fewest items of at most MAX_PIXELS,
+    as even as they come (56 -> 4 x 14, 112 -> 7 x 16, 7 -> 1 x 7)."""
+    return math.ceil(wo / math.ceil(wo / MAX_PIXELS))
+
+
 def pack_weights(w: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
     """OHWI depthwise weights (C, 3, 3, 1) (or (C, 3, 3)) and bias (C) in the kernel's layout:
-    per 16-channel block 9 tap vectors and the bias vector (zero past C), then one zero vector
-    (what padding taps read). float32, 1-D; upload once."""
+    per 16-channel block, ROW_VARIANTS copies of 9 tap vectors and the bias vector (zero past C),
+    copy v with the top row's taps zeroed if v & 1 and the bottom row's if v & 2. float32, 1-D;
+    upload once."""
     w = np.asarray(w, np.float32)
     if w.ndim == 4 and w.shape[3] == 1:
         w = w[..., 0]
@@ -171,11 +246,12 @@ def pack_weights(w: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
     if bias.shape != (c,):
         raise KernelShapeError(f"bias of {bias.size} values for {c} channels")
     blocks = math.ceil(c / LANES)
-    table = np.zeros((TAPS + 1, blocks * LANES), np.float32)
-    table[:TAPS, :c] = w.reshape(c, TAPS).T
-    table[TAPS, :c] = bias
-    packed = table.reshape(TAPS + 1, blocks, LANES).transpose(1, 0, 2).reshape(-1)
-    return np.concatenate([packed, np.zeros(LANES, np.float32)])
+    table = np.zeros((ROW_VARIANTS, TAPS + 1, blocks * LANES), np.float32)
+    table[:, :TAPS, :c] = w.reshape(c, TAPS).T
+    table[:, TAPS, :c] = bias
+    table[1::2, 0:3] = 0                        # top row of variants 1 and 3
+    table[2:, 6:9] = 0                          # bottom row of variants 2 and 3
+    return table.reshape(ROW_VARIANTS, TAPS + 1, blocks, LANES).transpose(2, 0, 1, 3).reshape(-1)
 
 
 def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, out_address: int,
@@ -191,8 +267,8 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
     if stride not in (1, 2):
         raise KernelShapeError(f"stride={stride}: the depthwise kernel runs strides 1 and 2")
     pt, pl, pb, pr = pads
-    if min(pads) < 0 or max(pads) > 2:
-        raise KernelShapeError(f"pads={pads}: give 0..2 per side")
+    if min(pads) < 0 or max(pads) > 1:
+        raise KernelShapeError(f"pads={pads}: the depthwise kernel takes 0 or 1 per side")
     ho, wo = output_size(h, pt, pb, stride), output_size(w, pl, pr, stride)
     if min(h, w, c, ho, wo) < 1:
         raise KernelShapeError(f"input {h}x{w}x{c} with pads {pads}, stride {stride}: empty output")
@@ -203,35 +279,41 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
     launching.check_row_span("input pixels", w, 4 * c, in_pix)
     launching.check_row_span("output pixels", wo, 4 * c, out_pix)
     blocks = math.ceil(c / LANES)
-    zero_address = weights_address + 4 * BLOCK_WORDS * blocks
-    program = launching.cached_program(drv, depthwise_kernel, act)
-    bank_delta = launching.vdw_store_setup(1, 1, PIXELS) - launching.vdw_store_setup(1, 1, 0)
+    pixels = item_pixels(wo)
+    program = launching.cached_program(drv, depthwise_kernel, act, pixels)
+    bank_delta = launching.vdw_store_setup(1, 1, MAX_PIXELS) - launching.vdw_store_setup(1, 1, 0)
 
     # output rows innermost: the instances running side by side (items are dealt round-robin)
     # then work on neighbouring rows of one column strip and share its input lines in the L2
-    items = [(oy, ox0, cb) for cb in range(blocks) for ox0 in range(0, wo, PIXELS) for oy in range(ho)]
+    strips = sorted({min(ox0, wo - pixels) for ox0 in range(0, wo, pixels)})
+    items = [(oy, ox0, cb) for cb in range(blocks) for ox0 in strips for oy in range(ho)]
     records = np.zeros((len(items), RECORD_WORDS), np.int64)
-    dy, dx = np.divmod(np.arange(TAPS), 3)
     for n, (oy, ox0, cb) in enumerate(items):
-        npix = min(PIXELS, wo - ox0)
         cvalid = min(LANES, c - cb * LANES)
-        ox = ox0 + np.arange(PIXELS)[:, None]                    # 16 pixels x 9 taps
-        iy = oy * stride - pt + dy[None, :]
-        ix = ox * stride - pl + dx[None, :]
-        valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w) & (ox < wo)
-        taps = np.where(valid, in_address + iy * in_row + ix * in_pix + 4 * LANES * cb, zero_address)
-        records[n, :5] = [weights_address + 4 * BLOCK_WORDS * cb, cvalid - 1,
-                          launching.vdw_store_setup(npix, cvalid, 0),    # bank 0; bank 1 adds 16 rows
-                          launching.vdw_stride_setup(out_pix - 4 * cvalid),
-                          out_address + oy * out_row + ox0 * out_pix + 4 * LANES * cb]
-        records[n, 5:] = taps.reshape(-1)
-    plan = launching.split_items([ITEM_CYCLES] * len(items), launching.launch_budget_cycles(drv))
+        iy = oy * stride - pt + np.arange(3)
+        padding_row = (iy < 0) | (iy >= h)
+        rows = np.where(padding_row, iy[1], iy) * in_row      # padding rows read the centre row
+        variant = int(padding_row[0]) + 2 * int(padding_row[2])
+        ix_first = ox0 * stride - pl                          # the first pixel's left column
+        ix_last = (ox0 + pixels - 1) * stride - pl + 2        # the last pixel's right column
+        records[n] = [weights_address + 4 * BLOCK_WORDS * (ROW_VARIANTS * cb + variant),
+                      cvalid - 1,
+                      launching.vdw_store_setup(pixels, cvalid, 0),   # bank 0; bank 1 adds 16 rows
+                      launching.vdw_stride_setup(out_pix - 4 * cvalid),
+                      out_address + oy * out_row + ox0 * out_pix + 4 * LANES * cb,
+                      in_address + ix_first * in_pix + 4 * LANES * cb,
+                      *rows,
+                      in_pix if ix_first < 0 else 0,
+                      in_pix if ix_last >= w else 0]
+    plan = launching.split_items([item_cycles(pixels)] * len(items),
+                                 launching.launch_budget_cycles(drv))
     rows_per_launch = []
     for instances in plan:
-        rows = []
+        launch_rows = []
         for t, mine in enumerate(instances):
             mine_records = records[mine].copy()
             mine_records[:, 2] += bank_delta * (t % len(BANK_LOCKS))
-            rows.append([len(mine), t, len(instances)] + mine_records.reshape(-1).tolist())
-        rows_per_launch.append(rows)
+            launch_rows.append([len(mine), t, len(instances), in_pix, stride * in_pix]
+                               + mine_records.reshape(-1).tolist())
+        rows_per_launch.append(launch_rows)
     return launching.launch_rows(drv, program, rows_per_launch)

@@ -222,6 +222,7 @@ def test_depthwise_steps_match_neon_within_rounding(drv, h, w, c, strides, pads,
     (dict(o=8), "depth multiplier 2"),
     (dict(k=5, pads=(2, 2, 2, 2)), "a 5x5 depthwise kernel"),
     (dict(dilations=(2, 2), pads=(2, 2, 2, 2)), "dilations (2, 2)"),
+    (dict(pads=(0, 2, 0, 2)), "pads (0, 2, 0, 2)"),
     (dict(n=2), "batch 2"),
 ])
 def test_depthwise_rejects_what_it_cannot_run(change, reason):

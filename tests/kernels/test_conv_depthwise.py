@@ -53,14 +53,35 @@ def run_depthwise(drv, h, wd, c, stride, pads, act, seed=0):
     (4, 18, 33, 1, (1, 1, 1, 1), None),       # 33 channels: a block of 1; 18 wide: 2 items/row
     (6, 5, 20, 2, (1, 1, 1, 1), "relu6"),     # stride 2, symmetric padding
     (3, 3, 1, 1, (0, 0, 0, 0), None),         # one channel, no padding: one output pixel
+    (3, 1, 5, 1, (1, 1, 1, 1), None),         # one pixel per row: its left and right taps pad
+    (1, 4, 16, 1, (1, 1, 1, 1), "relu"),      # one row: its top and bottom taps pad
+    (3, 17, 20, 1, (1, 1, 1, 1), None),       # 17 wide: two items of 9 that overlap by one
+    (2, 40, 17, 2, (1, 1, 1, 1), "relu6"),    # 20 outputs a row: two items of 10
+    (4, 34, 16, 2, (0, 0, 1, 1), None),       # 17 outputs, the last one's right tap pads
 ])
 def test_depthwise_matches_loops(drv, h, wd, c, stride, pads, act):
     run_depthwise(drv, h, wd, c, stride, pads, act)
 
 
 @pytest.mark.parametrize("act", conv_depthwise.ACTIVATIONS)
-def test_every_variant_passes_the_hazard_checker(act):
-    assemble_program(conv_depthwise.depthwise_kernel, act, check=True)
+@pytest.mark.parametrize("pixels", [1, 2, 7, 16])
+def test_every_variant_passes_the_hazard_checker(act, pixels):
+    assemble_program(conv_depthwise.depthwise_kernel, act, pixels, check=True)
+
+
+@pytest.mark.parametrize("wo,pixels", [(112, 16), (56, 14), (28, 14), (14, 14), (7, 7), (17, 9),
+                                       (1, 1)])
+def test_items_cut_rows_evenly(wo, pixels):
+    assert conv_depthwise.item_pixels(wo) == pixels
+
+
+def test_uniforms_do_not_grow_with_the_taps(drv):
+    # the tap addresses are made in registers: an item costs a few uniforms, not one per tap
+    launches = conv_depthwise.build(drv, 56, 56, 32, 0, 0, 0)
+    items = 56 * 4 * 2                               # rows x items a row x channel blocks
+    assert sum(int(lc.uniforms[i, 0]) for lc in launches for i in range(lc.n_threads)) == items
+    width_words = max(lc.uniforms.shape[1] for lc in launches)
+    assert width_words / -(-items // 12) < 16         # under a 64-byte uniform cache line an item
 
 
 def test_pack_layout():
@@ -68,15 +89,22 @@ def test_pack_layout():
     w = np.arange(c * 9, dtype=np.float32).reshape(c, 3, 3, 1) + 1
     bias = -np.arange(c, dtype=np.float32) - 1
     packed = conv_depthwise.pack_weights(w, bias)
-    blocks = packed[:-16].reshape(2, 10, 16)
-    assert np.array_equal(blocks[1, 4, :4], w[16:20, 1, 1, 0]) and not blocks[1, 4, 4:].any()
-    assert np.array_equal(blocks[0, 9], bias[:16])
-    assert not packed[-16:].any()                  # the zero vector padding taps read
+    blocks = packed.reshape(2, 4, 10, 16)          # channel block, row variant, tap or bias, lane
+    assert np.array_equal(blocks[1, 0, 4, :4], w[16:20, 1, 1, 0]) and not blocks[1, 0, 4, 4:].any()
+    assert np.array_equal(blocks[0, 0, 9], bias[:16]) and np.array_equal(blocks[0, 3, 9], bias[:16])
+    assert np.array_equal(blocks[0, 0, :9].T, w[:16].reshape(16, 9))
+    for variant, zero_rows in [(1, [0]), (2, [2]), (3, [0, 2])]:
+        taps = blocks[0, variant, :9].reshape(3, 3, 16)
+        for dy in range(3):
+            expected = 0 if dy in zero_rows else w[:16, dy, :, 0].T
+            assert np.array_equal(taps[dy], np.broadcast_to(expected, (3, 16)))
 
 
 def test_errors(drv):
     with pytest.raises(KernelShapeError, match="stride"):
         conv_depthwise.build(drv, 4, 4, 4, 0, 0, 0, stride=3)
+    with pytest.raises(KernelShapeError, match="0 or 1 per side"):
+        conv_depthwise.build(drv, 4, 4, 4, 0, 0, 0, pads=(2, 2, 2, 2))
     with pytest.raises(KernelShapeError, match="OHWI"):
         conv_depthwise.pack_weights(np.ones((4, 5, 5, 1), np.float32), None)
 
