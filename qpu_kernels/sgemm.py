@@ -11,8 +11,10 @@ while the panel streams through the uniform FIFO: `fmul(r0, r4, uniform)` multip
 by the scalar B[k, j] and the next instruction's `fadd` accumulates it into column j's register
 (even columns in regfile A, odd in B, so no instruction reads what the previous one wrote). The
 panel is stored k-major, so the uniform stream runs through it without a single reset; the bias
-follows the panel and is added from the same stream. Rows past M read a clamped row (row M-1) and
-are never stored. The epilogue adds bias, applies relu/relu6, adds R (TMU reads of R, clamped to
+follows the panel and is added from the same stream. A uniforms-cache miss stalls the QPU for a
+whole SDRAM fetch, so TMU1 reads the panel a few rows ahead (its data dropped): the uniform
+stream then finds the rows in the L2C. Rows past M read a clamped row (row M-1) and are never
+stored. The epilogue adds bias, applies relu/relu6, adds R (TMU reads of R, clamped to
 its valid columns), then writes column j of the tile into VPM row j (16 rows of C across the
 row) and stores it with vertical DMAs (memory row r = VPM column r), whose row and column counts
 cut the M and N edges. The VPM is shared by all QPUs: tiles of up to 32 columns use one of two
@@ -57,8 +59,9 @@ ACTIVATIONS = (None, "relu", "relu6")
 PANEL_WIDTHS = (16, 32, 48)
 ROWS = isa.SIMD_WIDTH                     # rows of C per tile: one per SIMD element
 HEADER_WORDS = 10
-#: instructions per k-step beyond the NT multiply-adds: TMU request, loop counter, branch
-K_STEP_OVERHEAD = 3
+#: instructions per k-step beyond the NT multiply-adds: A request, panel prefetch, loop counter,
+#: branch
+K_STEP_OVERHEAD = 4
 #: VPM rows of one bank; tiles of up to 32 columns use two banks (instances alternate), wider ones
 #: the whole 48 rows
 BANK_ROWS = 32
@@ -71,6 +74,19 @@ STORE_TOKENS = tuple(range(3, 3 + isa.NUM_QPUS))
 STUB_SHIFT = 5
 #: A columns in flight through the TMU (4: the most the FIFO holds reliably, spec section 11)
 MAX_TMU_DEPTH = 4
+#: panel prefetches in flight through TMU1 (`prefetch_in_flight`): with MAX_TMU_DEPTH A columns
+#: on TMU0, 7 of the 8 results a QPU's receive FIFOs hold
+MAX_PREFETCH_IN_FLIGHT = 3
+
+
+def prefetch_in_flight(depth: int, gather: bool) -> int:
+    """TMU1 requests in flight that bring the weight panel's next rows into the L2C before the
+    uniform stream reaches them (a uniforms-cache miss stalls the QPU for the whole SDRAM fetch,
+    a TMU request does not). Each k-step requests the row `depth` + 1 steps ahead, and pops the
+    request made `prefetch_in_flight` steps before (its data is dropped); the last steps request
+    nothing, so no prefetch reads past the panel's bias row. 0: no prefetch (the gather variant,
+    whose stream interleaves offsets, is used for short panels only)."""
+    return 0 if gather else min(MAX_PREFETCH_IN_FLIGHT, depth - 1)
 
 
 def _acc(j: int):
@@ -110,6 +126,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     the semaphore wakes, and tiles may start at a barrier. `gather`: A columns at
     the row addresses plus streamed offsets (the panel opens with the first `depth`; each panel
     row of a steady-state step ends with the one of column k + depth) instead of a fixed step.
+    The panel is also read ahead through TMU1 (`prefetch_in_flight`).
     Uniforms: header (first record address, tile count, instance index, instance count, K - depth,
     A row stride, record bytes, R row stride, A column step, tiles that start at a barrier), then
     per tile: A[i0, 0], rows - 1,
@@ -138,6 +155,9 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     mov(synced, uniform)
     if act == "relu6":
         ldi(six, 6.0)
+    prefetch = prefetch_in_flight(depth, gather)
+    if prefetch:
+        ldi(broadcast, 4 * nt)                       # r5: bytes of one panel row
     band(r0, thread, banks - 1, set_flags=False)     # VPM bank: instance parity, or 0
     shl(my_stub, (thread if ordered else r0), STUB_SHIFT, set_flags=False)
     bank0_setup = vpm_write_setup_word("32bit horizontal", Y=0)
@@ -184,7 +204,18 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
         for _ in range(depth):                       # request columns 0 .. depth-1
             iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
         mov(uniforms_address, r3)                    # the panel streams from here on
-        mov(r2, kmain, set_flags=True)
+        if prefetch:                                 # r3[e]: word e x NT/16 of panel row
+                                                     # depth + 1 - prefetch
+            imul24(r2, element_number, 4 * (nt // ROWS))
+            iadd(r3, r3, r2, set_flags=False)
+            ldi(r2, 4 * nt * (depth + 1 - prefetch))
+            iadd(r3, r3, r2, set_flags=False)
+            for _ in range(prefetch):
+                iadd(r3, r3, r5, set_flags=False).mov(tmu1_s, r3)
+            imul24(r2, kmain, r5)                    # the k counter steps by r5: no small
+            mov(null, r2, set_flags=True)            # immediate, so the step can pop TMU0
+        else:
+            mov(r2, kmain, set_flags=True)
         mov(r0, 0.0)                                 # first fadd of mac(0) adds nothing
     nop(sig="load tmu0")                             # r4 = column 0
     jzs(L.tail)                                      # K == depth: no steady-state step
@@ -194,12 +225,18 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     L.k_loop                                         # steps k = 0 .. K-depth-1
     for j in range(3, nt - 1):
         mac(j)
-    mac(nt - 1, sig="load tmu0")                     # r4 = column k+1 (this fmul sees column k)
+    # r4 = column k+1 (this fmul sees column k); with prefetch, after dropping the oldest one
+    mac(nt - 1, sig="load tmu1" if prefetch else "load tmu0")
     if gather:                                       # request column k+depth
         iadd(tmu0_s, r1, uniform, set_flags=False)
     else:
         iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
-    isub(r2, r2, 1, set_flags=True)
+    if prefetch:                                     # panel row k + depth + 1
+        iadd(r3, r3, r5, set_flags=False).mov(tmu1_s, r3)
+    if prefetch:
+        isub(r2, r2, r5, set_flags=True, sig="load tmu0")
+    else:
+        isub(r2, r2, 1, set_flags=True)
     jzc(L.k_loop)
     mac(0)
     mac(1)
@@ -208,7 +245,11 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
     for step in range(depth):
         for j in range(3 if step == 0 else 0, nt - 1):
             mac(j)
-        mac(nt - 1, **({"sig": "load tmu0"} if step < depth - 1 else {}))
+        if step < prefetch:                          # drop a prefetch, then take column k+1
+            mac(nt - 1, sig="load tmu1")
+            nop(sig="load tmu0")
+        else:
+            mac(nt - 1, **({"sig": "load tmu0"} if step < depth - 1 else {}))
     fadd(acc[nt - 1], acc[nt - 1], r0, set_flags=False)
 
     # ---- epilogue: bias from the stream, activation, residual ----

@@ -104,6 +104,19 @@ def test_ordered_stores_keep_the_instances_together(drv):
     assert max(cycles) - min(cycles) < (len(cycles) + 2) * sgemm.store_cycles(32), cycles
 
 
+@pytest.mark.parametrize("n", [16, 48])
+def test_the_panel_is_read_ahead_into_the_l2(drv, n):
+    """One tile with a 512-row panel: TMU1 brings each panel row into the L2C before the uniform
+    stream reaches it, so the uniforms path seldom misses: a few rows before the first prefetch,
+    and prefetched lines that A's lines evict again (A's 16 rows, 2 KiB apart, fill all 4 ways of
+    the sets they map to). Without the prefetch every one of the panel's 513 x n / 16 lines
+    misses."""
+    k = 512
+    run_sgemm(drv, 16, k, n)
+    panel_lines = (k + 1) * n // 16
+    assert drv.last_stats.extra["uniform_l2_misses"] < panel_lines / 6
+
+
 def test_panel_layout():
     """pack_weights: panel p holds B[k, p*NT + j] k-major, zero past N, then the bias."""
     k, n, m = 3, 40, 64
