@@ -82,11 +82,18 @@ MAX_PREFETCH_IN_FLIGHT = 3
 def prefetch_in_flight(depth: int, gather: bool) -> int:
     """TMU1 requests in flight that bring the weight panel's next rows into the L2C before the
     uniform stream reaches them (a uniforms-cache miss stalls the QPU for the whole SDRAM fetch,
-    a TMU request does not). Each k-step requests the row `depth` + 1 steps ahead, and pops the
-    request made `prefetch_in_flight` steps before (its data is dropped); the last steps request
-    nothing, so no prefetch reads past the panel's bias row. 0: no prefetch (the gather variant,
-    whose stream interleaves offsets, is used for short panels only)."""
+    a TMU request does not). Each k-step requests the row `prefetch_lead_steps` ahead and pops
+    the request made `prefetch_in_flight` steps before (its data is dropped); the last `depth`
+    steps request nothing, so no prefetch reads past the panel's bias row. 0: no prefetch (the
+    gather variant, whose stream interleaves offsets, is used for short panels only)."""
     return 0 if gather else min(MAX_PREFETCH_IN_FLIGHT, depth - 1)
+
+
+def prefetch_lead_steps(depth: int, gather: bool) -> int:
+    """How many k-steps ahead of the uniform stream the panel prefetch reads: one more than the
+    requests in flight, about 4 x 80 cycles at NT = 16, over the ~170-cycle SDRAM fetch at 400
+    MHz. Longer leads model slower: the 12 QPUs' A lines evict the rows before they are read."""
+    return prefetch_in_flight(depth, gather) + 1
 
 
 def _acc(j: int):
@@ -205,10 +212,9 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
             iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
         mov(uniforms_address, r3)                    # the panel streams from here on
         if prefetch:                                 # r3[e]: word e x NT/16 of panel row
-                                                     # depth + 1 - prefetch
-            imul24(r2, element_number, 4 * (nt // ROWS))
+            imul24(r2, element_number, 4 * (nt // ROWS))     # lead - prefetch
             iadd(r3, r3, r2, set_flags=False)
-            ldi(r2, 4 * nt * (depth + 1 - prefetch))
+            ldi(r2, 4 * nt * (prefetch_lead_steps(depth, gather) - prefetch))
             iadd(r3, r3, r2, set_flags=False)
             for _ in range(prefetch):
                 iadd(r3, r3, r5, set_flags=False).mov(tmu1_s, r3)
@@ -231,7 +237,7 @@ def sgemm_kernel(asm, nt: int, act: Optional[str], residual: bool, depth: int,
         iadd(tmu0_s, r1, uniform, set_flags=False)
     else:
         iadd(r1, r1, a_kstep, set_flags=False).mov(tmu0_s, r1)
-    if prefetch:                                     # panel row k + depth + 1
+    if prefetch:                                     # panel row k + lead
         iadd(r3, r3, r5, set_flags=False).mov(tmu1_s, r3)
     if prefetch:
         isub(r2, r2, r5, set_flags=True, sig="load tmu0")
