@@ -31,7 +31,7 @@ from vc4infer.emu.state import (
     BLOCK_MUTEX, ERR_ADDR, ERR_KIND, ERR_PC, ERR_QPU, ERR_X, EV_BUDGET,
     EV_CHUNK, EV_DEADLOCK, EV_DONE, EV_FAULT, EV_NEED_DECODE, EV_TRACE, EV_UNDEFINED,
     FAULT_DMA_LOAD, FAULT_DMA_STORE, FAULT_FETCH, FAULT_TMU, FAULT_UNIFORM, FAULT_UNIFORM_ROW,
-    GS_DMA_LOAD_BYTES,
+    GS_DMA_LOAD_BYTES, GS_L2_CLOCK,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
     GS_STRAY_KIND, GS_STRAY_READS,
     GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
@@ -258,7 +258,7 @@ def _io_read(q, n, pc, addr, space, qs, gs, mem, membase, bounds, vpm8, vpm16, v
 
 @jit_inline
 def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, membase, bounds,
-              vpm8, vpm16, vpm32, sfu_val, tmu_data, tmu_ready, l1tag, l1data, l2tag, l2lru,
+              vpm8, vpm16, vpm32, sfu_val, tmu_data, tmu_ready, l1tag, l1data, l2tag, l2state,
               l2data, tp, nq, strict, err, fault):
     """Side effect of writing I/O address (full & 63) in space (full >> 6). Returns -1 (done),
     -2 (done, other QPUs were woken: reschedule) or an event code."""
@@ -359,9 +359,14 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
         counts[1] = 0
         counts[2] = 0
         counts[3] = 0
+        counts[4] = 0
         unit = (q // QPUS_PER_SLICE) * 2 + t
+        free_i = GT_TMU_FREE + unit
+        start = max(float(cycle), gt[free_i])
         bad = tmu.lookup(unit, vals, tmu_data[q, t, slot], mem, membase, bounds, l1tag, l1data,
-                         l2tag, l2lru, l2data, gs[GS_TMU_REQUESTS], counts, strict)
+                         l2tag, l2state, l2data, gs[GS_L2_CLOCK],
+                         tmu.own_fetch_arrival(start, tp), counts, strict)
+        gs[GS_L2_CLOCK] += 16
         if bad >= 0:
             a = np.int64(vals[bad]) & ~3
             return _fault(err, FAULT_TMU, q, pc, a, 4, bad)
@@ -378,8 +383,6 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
         gs[GS_TMU_L2_MISSES] += l2m
         gs[GS_TMU_BYTES] += 64
         gs[GS_DRAM_BYTES] += l2m * CACHE_LINE_BYTES
-        free_i = GT_TMU_FREE + unit
-        start = max(float(cycle), gt[free_i])
         gt[free_i] = start + tp[TP_TMU_ISSUE]
         ready = start + tp[TP_TMU_HIT] + (l1m - l2m) * tp[TP_TMU_L2_LINE]
         if l2m > 0:
@@ -387,6 +390,9 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
             nbytes = l2m * CACHE_LINE_BYTES
             gt[GT_DRAM_FREE] = dstart + nbytes / tp[TP_DRAM_BPC]
             ready = max(ready, dstart + tp[TP_DRAM_LATENCY] + nbytes / tp[TP_DRAM_BPC])
+            tmu.settle_fills(vals, l2tag, l2state, np.int64(np.ceil(ready)))
+        if counts[4] > 0:                       # lines another request is still fetching
+            ready = max(ready, counts[4] + tp[TP_TMU_L2_LINE])
         tmu_ready[q, t, slot] = np.int64(np.ceil(ready))
         qs[q, QS_TMU_CNT0 + 2 * t] = cnt + 1
         return -1
@@ -406,12 +412,12 @@ def _rotate(src, dst, n, full):
 
 
 @jit_inline
-def _pop_uniform_into(out, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru, l2data, tp):
+def _pop_uniform_into(out, q, qs, gs, gt, mem, mem32, membase, l2tag, l2state, l2data, tp):
     """The next uniform (`uniform_in_buffer` holds) into all 16 elements of out; returns the
     modelled stall of entering a new cache line (0 within the line)."""
     stall_cycles = 0
     if qs[q, QS_UPTR] // CACHE_LINE_BYTES != qs[q, QS_ULINE]:
-        stall_cycles = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
+        stall_cycles = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2state,
                                           l2data, tp)
     v = pop_uniform(qs, q, mem32, membase)
     for i in range(16):
@@ -441,7 +447,7 @@ def _operand(dst, mux, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4):
 
 
 def loop_arguments(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready,
-                   vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err) -> tuple:
+                   vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err) -> tuple:
     """The compiled loop's arguments: the machine state given, then its scratch arrays (compiled
     code does not allocate: see jit.py) and the small-immediate table."""
     ops = np.zeros((4, 16), dtype=np.uint32)
@@ -454,9 +460,9 @@ def loop_arguments(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, 
     ur4 = np.zeros(16, dtype=np.uint32)
     cmask = np.ones((2, 16), dtype=np.uint8)      # all ones between instructions
     wval = np.zeros(16, dtype=np.uint32)
-    fault = np.zeros(4, dtype=np.int64)
+    fault = np.zeros(5, dtype=np.int64)
     return (prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
-            qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
+            qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err,
             ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, SMALL_IMM_ROWS)
 
 
@@ -469,7 +475,7 @@ def run(arguments: tuple) -> int:
 
 @jit
 def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
-         qs, gs, gt, stall, l1tag, l1data, l2tag, l2lru, l2data, tp, ip, err,
+         qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err,
          ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, simm_rows):
     # fixed rows: the add pipe reads operands 0-1 and writes result 0, the mul pipe 2-3 and 1
     op0, op1, op2, op3 = ops[0], ops[1], ops[2], ops[3]
@@ -557,7 +563,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
             if burst_ok and prog[k, C_FAST] != FAST_NO:
                 ran = run_burst(q, lo, hi, off, chunk_left, issue, max_instr, max_cycles, other_cycle,
                                 other_q, prog, regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem,
-                                mem32, membase, l2tag, l2lru, l2data, tp, simm_rows)
+                                mem32, membase, l2tag, l2state, l2data, tp, simm_rows)
                 if ran > 0:
                     chunk_left -= ran
                     continue
@@ -762,7 +768,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         for i in range(16):
                             va[i] = regs[q, ra, i]
                 elif ra == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
-                    ustall += _pop_uniform_into(va, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru,
+                    ustall += _pop_uniform_into(va, q, qs, gs, gt, mem, mem32, membase, l2tag, l2state,
                                                 l2data, tp)
                 elif ra != isa.ADDR_NOP or uses_a:
                     st = _io_read(q, n, pc, ra, 0, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32,
@@ -771,7 +777,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         return st
                     if ra == isa.ADDR_UNIFORM:
                         ustall += uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
-                                                      l2tag, l2lru, l2data, tp)
+                                                      l2tag, l2state, l2data, tp)
                 # regfile B read or small immediate
                 if sig == isa.SIG_SMALL_IMM:
                     v = SMALL_IMM[rb]
@@ -793,7 +799,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     for i in range(16):
                         vb[i] = va[i]
                 elif rb == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
-                    ustall += _pop_uniform_into(vb, q, qs, gs, gt, mem, mem32, membase, l2tag, l2lru,
+                    ustall += _pop_uniform_into(vb, q, qs, gs, gt, mem, mem32, membase, l2tag, l2state,
                                                 l2data, tp)
                 elif rb != isa.ADDR_NOP or uses_b:
                     st = _io_read(q, n, pc, rb, 1, qs, gs, mem, membase, bounds, vpm8, vpm16, vpm32,
@@ -802,7 +808,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         return st
                     if rb == isa.ADDR_UNIFORM:
                         ustall += uniform_line_stall(q, qs[q, QS_UPTR] - 4, qs, gs, gt, mem, membase,
-                                                      l2tag, l2lru, l2data, tp)
+                                                      l2tag, l2state, l2data, tp)
                 if ustall > 0:                  # the instruction issues once its uniform is in:
                     stall[q, STALL_UNIFORM] += ustall   # its effects (a DMA it starts) date from then
                     cyc += ustall
@@ -986,7 +992,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 else:
                     st = _io_write(q, n, pc, full, src, cm, bm, qs, gs, gt, stall, mem, membase,
                                    bounds, vpm8, vpm16, vpm32, sfu_val, tmu_data, tmu_ready, l1tag,
-                                   l1data, l2tag, l2lru, l2data, tp, nq, strict, err, fault)
+                                   l1data, l2tag, l2state, l2data, tp, nq, strict, err, fault)
                     if st == -2:
                         resched = True
                     elif st >= 0:

@@ -271,7 +271,7 @@ def _set_flags(fl, r, c, mask):
 
 @jit_inline
 def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, other_q, prog,
-              regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem, mem32, membase, l2tag, l2lru,
+              regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem, mem32, membase, l2tag, l2state,
               l2data, tp, simm_rows):
     """Run QPU q's instructions from its PC while they are fast-path instructions in the code
     region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget or
@@ -317,7 +317,7 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
                 continue                        # the budget and the uniform's turn again
         if new_line:                            # the instruction issues once its uniform is in
             qs[q, QS_CYCLE] = cycle
-            ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2lru,
+            ustall = uniform_line_stall(q, qs[q, QS_UPTR], qs, gs, gt, mem, membase, l2tag, l2state,
                                         l2data, tp)
             stall[q, STALL_UNIFORM] += ustall
             cycle += ustall

@@ -42,10 +42,12 @@ GS_SEM = 0                       # 16 semaphore counters at GS_SEM .. GS_SEM+15
 (GS_MUTEX_OWNER, GS_TOTAL_INSTR, GS_DMA_LOAD_BYTES, GS_DMA_STORE_BYTES, GS_TMU_BYTES,
  GS_TMU_REQUESTS, GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_DRAM_BYTES, GS_STALE_READS,
  GS_UNIFORM_LINES, GS_UNIFORM_L2_MISSES,
+ # the L2C's LRU clock: one tick per line access, TMU and uniforms alike
+ GS_L2_CLOCK,
  # stray reads (outside every live buffer, served as a Pi would; not strict): how many, and the
  # first one's fault kind, QPU, PC, address, bytes and row (in ERR_KIND..ERR_ROW's order)
  GS_STRAY_READS, GS_STRAY_KIND, GS_STRAY_QPU, GS_STRAY_PC, GS_STRAY_ADDR, GS_STRAY_NBYTES,
- GS_STRAY_ROW, GS_N) = range(16, 36)
+ GS_STRAY_ROW, GS_N) = range(16, 37)
 
 # --- gt: machine-wide modelled times (float cycles) --------------------------------------------
 GT_DRAM_FREE, GT_VCD_FREE, GT_VDW_FREE = 0, 1, 2

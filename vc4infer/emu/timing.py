@@ -97,7 +97,8 @@ L2_SETS = 32768 // CACHE_LINE_BYTES // L2_WAYS
 #: Uniforms: the stream is read through a per-slice uniforms cache backed by the L2C (guide p.14);
 #: its size is not published (spec U15). Modelled: each QPU keeps its current 64-byte line; a read
 #: that enters another line costs that line's L2C access (TMU_L2_HIT_CYCLES_PER_LINE on a hit, SDRAM
-#: latency + transfer on a miss) as a stall, with no prefetch credit. Estimate. The reading
+#: latency + transfer on a miss, the rest of the fetch on a hit in a line still on its way: tmu.py)
+#: as a stall, with no prefetch credit. Estimate. The reading
 #: instruction issues after the stall, and so do its effects (a DMA it starts).
 #: SFU: result in r4 three instructions after the write (guide p.23); no further stall is modelled.
 #: Instruction fetches are modelled as cache hits (kernels loop in small code; no cost published).

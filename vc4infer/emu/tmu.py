@@ -9,20 +9,33 @@ invalidated at every launch (execute_qpu with noflush = 0 flushes them).
 
 Elements are looked up in element order (vc4asm: "the items are loaded in order of the QPU element
 number"). The bottom two address bits are ignored (guide p.41).
+
+An L2C line's data arrives some time after the miss that installed it: each line keeps that
+cycle beside its LRU stamp (`l2state`), and whoever hits the line before then (another TMU
+request, a uniform read) waits for it. A TMU L1 line filled from a line still on its way is
+served as if it were there (not modelled: the next request of the same QPU is queued behind it
+anyway).
 """
 import numpy as np
 
 from vc4infer.emu.jit import jit, jit_inline
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
-from vc4infer.emu.timing import CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES
+from vc4infer.emu.timing import (
+    CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES, TP_DRAM_BPC, TP_DRAM_LATENCY)
+
+
+#: l2state[set, way, L2_STAMP]: LRU stamp; [.., L2_READY]: cycle the line's data arrives
+L2_STAMP, L2_READY = 0, 1
+#: L2_READY of a line whose fill the current TMU request started (`settle_fills` dates it)
+FILL_PENDING = np.iinfo(np.int64).max
 
 
 def new_caches(n_tmus: int):
-    """Empty cache state: (l1 tags, l1 data, l2 tags, l2 LRU stamps, l2 data)."""
+    """Empty cache state: (l1 tags, l1 data, l2 tags, l2 state (stamp, ready cycle), l2 data)."""
     return (np.full((n_tmus, TMU_L1_LINES), -1, dtype=np.int64),
             np.zeros((n_tmus, TMU_L1_LINES, CACHE_LINE_BYTES), dtype=np.uint8),
             np.full((L2_SETS, L2_WAYS), -1, dtype=np.int64),
-            np.zeros((L2_SETS, L2_WAYS), dtype=np.int64),
+            np.zeros((L2_SETS, L2_WAYS, 2), dtype=np.int64),
             np.zeros((L2_SETS, L2_WAYS, CACHE_LINE_BYTES), dtype=np.uint8))
 
 
@@ -46,8 +59,9 @@ def _fill_from_memory(mem, membase, line, dst):
 
 
 @jit
-def l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp):
-    """Look up (and on a miss, fill) 64-byte line `line` in the L2C. Returns (set, way, missed)."""
+def l2_line(mem, membase, line, l2tag, l2state, l2data, stamp):
+    """Look up (and on a miss, fill) 64-byte line `line` in the L2C. Returns (set, way, missed);
+    the caller dates a fill's arrival in l2state[set, way, L2_READY]."""
     s = line % L2_SETS
     way = -1
     for w in range(L2_WAYS):
@@ -57,23 +71,26 @@ def l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp):
     if missed:
         way = 0
         for w in range(1, L2_WAYS):
-            if l2lru[s, w] < l2lru[s, way]:
+            if l2state[s, w, L2_STAMP] < l2state[s, way, L2_STAMP]:
                 way = w
         l2tag[s, way] = line
         _fill_from_memory(mem, membase, line, l2data[s, way])
-    l2lru[s, way] = stamp
+    l2state[s, way, L2_STAMP] = stamp
     return s, way, missed
 
 
 @jit_inline
-def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, l2data, stamp,
-           counts, strict):
+def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2state, l2data, clock,
+           own_arrival, counts, strict):
     """Fetch the 32-bit word at each of the 16 addresses into `out`. Returns -1 on success, or the
     first element whose word is outside every live buffer (nothing is fetched then); when not
     `strict`, a word a Pi would serve from the Driver's memory (`stray_read`) is fetched and its
-    element (the first such, + 1) left in counts[3].
+    element (the first such, + 1) left in counts[3]. L2C accesses are stamped clock + element:
+    the caller advances its LRU clock by 16.
     counts[0] += L1 misses, counts[1] += L2 misses, counts[2] += elements whose cached copy differs
-    from memory (stale data)."""
+    from memory (stale data), counts[4] = the latest arrival of an L2 line still on its way that
+    this request hits (0: none; `pending_arrival` with `own_arrival`, when a fetch of this
+    request's own would arrive). Lines it misses are left FILL_PENDING for `settle_fills`."""
     first = buffer_index(bounds, np.int64(addrs[0]) & ~3)   # most lookups stay in one buffer
     lo = bounds[first, 0] if first >= 0 else 0
     hi = bounds[first, 1] if first >= 0 else 0
@@ -93,9 +110,12 @@ def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, 
         slot = line % TMU_L1_LINES
         if l1tag[unit, slot] != line:
             counts[0] += 1
-            s, way, missed = l2_line(mem, membase, line, l2tag, l2lru, l2data, stamp * 16 + i + 1)
+            s, way, missed = l2_line(mem, membase, line, l2tag, l2state, l2data, clock + i)
             if missed:
                 counts[1] += 1
+                l2state[s, way, L2_READY] = FILL_PENDING
+            elif l2state[s, way, L2_READY] != FILL_PENDING:
+                counts[4] = max(counts[4], pending_arrival(l2state, s, way, own_arrival))
             for k in range(CACHE_LINE_BYTES // 4):
                 l1words[unit, slot, k] = l2words[s, way, k]
             l1tag[unit, slot] = line
@@ -104,3 +124,32 @@ def lookup(unit, addrs, out, mem, membase, bounds, l1tag, l1data, l2tag, l2lru, 
         if v != load_u32(mem, a - membase):
             counts[2] += 1
     return -1
+
+
+@jit_inline
+def own_fetch_arrival(now, tp):
+    """When a line fetched from SDRAM for a reader at cycle `now` would arrive (queueing aside)."""
+    return np.int64(np.ceil(now + tp[TP_DRAM_LATENCY] + CACHE_LINE_BYTES / tp[TP_DRAM_BPC]))
+
+
+@jit_inline
+def pending_arrival(l2state, s, way, own_arrival):
+    """When line (s, way), which another request may still be fetching, reaches a reader whose own
+    fetch would arrive at `own_arrival`: its dated arrival, or `own_arrival` if that is sooner,
+    which then becomes the line's arrival (the QPUs are emulated in turn, not in lockstep, so a
+    line may carry the arrival of a fetch that starts later in modelled time: in that case this
+    reader is the first to want it)."""
+    ready = min(l2state[s, way, L2_READY], own_arrival)
+    l2state[s, way, L2_READY] = ready
+    return ready
+
+
+@jit_inline
+def settle_fills(addrs, l2tag, l2state, ready_cycle):
+    """Date the arrival of the L2C lines the last `lookup` of `addrs` missed: `ready_cycle`."""
+    for i in range(16):
+        line = (np.int64(addrs[i]) & ~3) // CACHE_LINE_BYTES
+        s = line % L2_SETS
+        for w in range(L2_WAYS):
+            if l2tag[s, w] == line and l2state[s, w, L2_READY] == FILL_PENDING:
+                l2state[s, w, L2_READY] = ready_cycle
