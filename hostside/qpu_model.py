@@ -14,6 +14,7 @@ step, copy the outputs out.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
@@ -230,7 +231,7 @@ class QpuModel:
         Cortex-A53 (on hw the wall time is the measurement and nothing is modelled)."""
         from hostside import pi_costs
 
-        modelling = self.drv.backend_name == "emu"
+        modelling = self.drv.modelled
         self._write_inputs(feeds)
         rows = []
         for step in self.steps:
@@ -315,6 +316,9 @@ def resolve_backend(backend: str) -> tuple:
     development tool, not a fast path); other names are returned as they are."""
     if backend != "auto":
         return backend, "requested"
+    from hostside.driver import simboard
+    if os.environ.get(simboard.ENV_VAR):
+        return "hw", f"a simulated {os.environ[simboard.ENV_VAR]} ({simboard.ENV_VAR})"
     from hostside.driver.board import detect_board, hw_blocker
     blocker = hw_blocker(detect_board())
     if blocker is None:

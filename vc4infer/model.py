@@ -45,6 +45,17 @@ class Model:
         if self.backend != "neon":
             self._runner.close()
 
+    @property
+    def modelled(self) -> bool:
+        """Whether this model's QPU times are modelled (emu, or hw on a simulated board)."""
+        return self.backend != "neon" and self._runner.drv.modelled
+
+    @property
+    def clock_hz(self) -> Optional[float]:
+        """The V3D clock of this model's QPU steps (None on NEON, or when the backend does not
+        know it)."""
+        return None if self.backend == "neon" else self._runner.drv.clock_hz
+
     def __enter__(self) -> "Model":
         return self
 

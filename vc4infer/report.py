@@ -95,7 +95,7 @@ def build(model, name: str, x: np.ndarray, clock_mhz: int, host: str) -> Report:
     from vc4infer import __version__
 
     clock_hz = clock_mhz * 1e6
-    modelled = model.backend == "emu"
+    modelled = model.modelled
     report = Report(name, model.backend, clock_mhz, modelled, host, __version__)
     spec = model.graph.inputs[0]
     if modelled:

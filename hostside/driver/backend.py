@@ -30,6 +30,9 @@ class Backend(abc.ABC):
     """Where QPU programs run. Subclasses: EmuBackend, HwBackend."""
 
     name: str = "?"
+    #: whether launch times are modelled by the emulator's timing model (emu, and hw on a
+    #: simulated board) rather than measured on a V3D
+    modelled: bool = False
     #: longest a single execute may run before the platform gives up (hw: the firmware's
     #: mailbox timeout); None where there is no such limit. The scheduler keeps launches under it.
     max_launch_seconds: Optional[float] = None

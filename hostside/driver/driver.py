@@ -297,6 +297,18 @@ class Driver:
         self._allocations.clear()
         self._backend.close()
 
+    @property
+    def modelled(self) -> bool:
+        """Whether launch times come from the emulator's timing model (the emu backend, or hw on a
+        simulated board) rather than from a V3D."""
+        return self._backend.modelled
+
+    @property
+    def clock_hz(self) -> Optional[float]:
+        """The V3D clock the launches run at (emu: are modelled at), when the backend knows it."""
+        return getattr(self._backend, "clock_hz", None) or getattr(
+            getattr(self._backend, "machine", None), "clock_hz", None)
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self._data_used}/{self.data_area_size} data bytes"
         return f"<Driver backend={self.backend_name} {state}>"

@@ -33,6 +33,7 @@ class EmuBackend(Backend):
     """GPU memory and QPU launches on the emulator."""
 
     name = "emu"
+    modelled = True
     max_launch_seconds = None
 
     def __init__(self, memory_bytes: int = 256 << 20, clock_hz: float = DEFAULT_CLOCK_HZ,

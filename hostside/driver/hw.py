@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from typing import Dict, Iterator, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 from vc4infer.qpu.isa import NUM_QPUS
 
+from . import simboard
 from .backend import Allocation, Backend, LaunchStats
 from .board import BoardInfo, detect_board, hw_blocker, kms_fix
 from .errors import (DriverClosedError, DriverError, LaunchTimeoutError, MailboxError,
@@ -87,17 +89,32 @@ def sigint_deferred() -> Iterator[None]:
 
 class HwBackend(Backend):
     """A Raspberry Pi Zero/1/2/3 V3D. Options: `memory` ("auto", "vcsm-cma", "mailbox"),
-    `host_cached` (vcsm-cma only: cached ARM mapping with clean/invalidate per launch), and for
-    tests `root`, `board`, `mailbox`, `vcsm_device`, `mem_path`."""
+    `host_cached` (vcsm-cma only: cached ARM mapping with clean/invalidate per launch), `board`:
+    a simulated board's name ("pi3", "pi2", "pi1", "pi-zero": hostside.driver.simboard; also from
+    the VC4INFER_SIMULATED_BOARD environment variable) or, for tests, a BoardInfo; and for tests
+    `root`, `mailbox`, `vcsm_device`, `mem_path`."""
 
     name = "hw"
     max_launch_seconds: Optional[float] = MAILBOX_LIMIT_SECONDS
 
     def __init__(self, *, memory: str = "auto", host_cached: bool = False, root: str = "/",
-                 board: Optional[BoardInfo] = None, mailbox: Optional[Mailbox] = None,
+                 board: Union[BoardInfo, str, None] = None, mailbox: Optional[Mailbox] = None,
                  vcsm_device: Optional[VcsmCmaDevice] = None, mem_path: Optional[str] = None):
         if memory not in ("auto", "vcsm-cma", "mailbox"):
             raise DriverError(f"memory={memory!r}: choose 'auto', 'vcsm-cma' or 'mailbox'")
+        #: the simulated board's firmware when this backend runs on one (hostside.driver.simboard)
+        self.simulated: Optional[simboard.SimulatedFirmware] = None
+        name = board if isinstance(board, str) else (
+            os.environ.get(simboard.ENV_VAR) if board is None and mailbox is None else None)
+        if name:
+            try:
+                spec, pointer_size = simboard.parse(name)
+                self.simulated = simboard.SimulatedFirmware(spec, pointer_size)
+            except simboard.SimulatedBoardError as exc:
+                raise DriverError(str(exc)) from None
+            board = self.simulated.board_info()
+            mailbox = Mailbox(self.simulated, pointer_size=self.simulated.pointer_size)
+            mem_path = self.simulated.mem_path
         self.board = board if board is not None else detect_board(root)
         blocker = hw_blocker(self.board)
         if blocker is not None:
@@ -134,9 +151,15 @@ class HwBackend(Backend):
         except BaseException:
             self.close()
             raise
-        log.info("hw backend: %s (%s), V3D at %s MHz, memory via %s", self.board.model,
+        log.info("hw backend: %s%s (%s), V3D at %s MHz, memory via %s",
+                 "simulated " if self.simulated else "", self.board.model,
                  self.board.soc, f"{self.clock_hz / 1e6:.0f}" if self.clock_hz else "?",
                  self.memory.name)
+
+    @property
+    def modelled(self) -> bool:
+        """On a simulated board the emulator runs the programs: its times are modelled."""
+        return self.simulated is not None
 
     def _enable_qpus(self) -> None:
         try:
@@ -208,6 +231,8 @@ class HwBackend(Backend):
                 f"{wall:.3f} s of wall time)")
         if status != 0:
             raise QpuExecuteError(f"execute_qpu answered 0x{status:08x} (neither success nor timeout)")
+        if self.simulated is not None:       # the emulator's modelled figures, this host's wall time
+            return dataclasses.replace(self.simulated.last_stats, backend="hw", wall_seconds=wall)
         return LaunchStats(backend="hw", n_threads=n, wall_seconds=wall, clock_hz=self.clock_hz)
 
     def _power_down(self) -> None:

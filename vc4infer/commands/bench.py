@@ -49,6 +49,8 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Option
     load_seconds = time.perf_counter() - start
     spec = model.input_spec
     x = _random_input(np.random.default_rng(0), spec.shape, np.dtype(spec.dtype))
+    if backend == "hw" and model.modelled and model.clock_hz:   # a simulated board's own clock
+        clock_mhz = round(model.clock_hz / 1e6)
     model.run(x)                                     # warm-up: caches, page faults
     host = _host()
     reports = [reporting.build(model, name, x, clock_mhz, host) for _ in range(runs)]

@@ -79,7 +79,9 @@ def selftest(backend: str, quick: bool, patterns: tuple, clock_mhz: str, list_on
         return
     drv = _open_driver(backend, float(clock_mhz) * 1e6)
     with drv:
-        emulated = drv.backend_name == "emu"
+        emulated = drv.modelled
+        if drv.backend_name == "hw" and drv.clock_hz:    # a simulated board runs at its own clock
+            clock_mhz = f"{drv.clock_hz / 1e6:.0f}"
         click.echo(_backend_line(drv, backend, clock_mhz))
         table = _Table(chosen, modelled=emulated)
         click.echo(table.header())
@@ -111,6 +113,9 @@ def _backend_line(drv, requested: str, clock_mhz: str) -> str:
     if drv.backend_name == "emu":
         line += (f"; strict emulation; modelled times are for a V3D clock of {clock_mhz} MHz, "
                  "not measured")
+    elif drv.modelled:
+        line += (f" on a simulated board; modelled times are for its V3D clock of "
+                 f"{drv.clock_hz / 1e6:.0f} MHz, not measured")
     return line
 
 

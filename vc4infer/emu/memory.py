@@ -42,7 +42,8 @@ class Buffer:
 class GpuMemory:
     """Flat emulated GPU memory with an allocation table."""
 
-    def __init__(self, memory_bytes: int = 256 << 20, base: int = DEFAULT_BASE):
+    def __init__(self, memory_bytes: int = 256 << 20, base: int = DEFAULT_BASE,
+                 data: Optional[np.ndarray] = None):
         if memory_bytes % 4096:
             raise DriverError(f"memory_bytes={memory_bytes} is not a multiple of 4096 (a page)")
         if memory_bytes <= LOW_RESERVED_BYTES or base + memory_bytes > 1 << 32:
@@ -52,7 +53,10 @@ class GpuMemory:
                 f"(base 0x{base:08X}); choose memory_bytes <= {(1 << 32) - base}")
         self.base = base
         self.nbytes = memory_bytes
-        self.data = np.zeros(memory_bytes, dtype=np.uint8)   # untouched pages cost nothing
+        if data is not None and (data.dtype != np.uint8 or data.shape != (memory_bytes,)):
+            raise DriverError(f"data must be {memory_bytes} uint8 bytes, got {data.dtype} {data.shape}")
+        # untouched pages cost nothing; `data` given: memory the caller shares (a simulated board's)
+        self.data = np.zeros(memory_bytes, dtype=np.uint8) if data is None else data
         self._live: Dict[int, Buffer] = {}
         self._bounds: Optional[np.ndarray] = None
         self._lock = threading.Lock()                        # Drivers in several threads

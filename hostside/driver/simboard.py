@@ -1,0 +1,263 @@
+"""A simulated Raspberry Pi below the device boundary, for running the hw backend with no board.
+
+    VC4INFER_SIMULATED_BOARD=pi3 vc4infer classify photo.png --backend hw
+    Driver(backend="hw", board="pi-zero")
+
+Everything above /dev/vcio and /dev/mem is the production code: the hw backend sends the same
+property buffers, maps GPU memory through the same mmap of "/dev/mem" at the physical addresses the
+firmware hands out, and builds the same control lists. Below them this module answers as the
+firmware does (spec §13.2-13.5):
+
+- SDRAM is one sparse memfd the size of the board's RAM; "/dev/mem" is that file, and the top
+  `gpu_mem` bytes are the GPU's, from which mem_alloc allocates (handle 0 when used up);
+- mem_lock gives the bus address: the physical address with the alias bits of the SoC and the
+  allocation's cache flags (§13.4; BCM2835 and BCM2836/7 differ);
+- execute_qpu reads the control list from that memory and runs the programs on the emulator
+  (vc4infer.emu), which reads and writes the same pages through bus addresses. The emulator sees
+  the GPU memory at the uncached 0xC alias, the one the hw backend's flags give on every SoC: an
+  address with other alias bits, or outside every allocation, faults as the emulator reports it;
+- a launch whose modelled time at the board's V3D clock exceeds the requested timeout answers
+  0x80000000 (timeout), as the firmware does when the kernel's 1 s mailbox limit runs out.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import mmap
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Deque, Dict, Optional, Tuple
+
+import numpy as np
+
+from vc4infer.device import LaunchStats, OutOfGpuMemoryError
+from vc4infer.emu.machine import Machine
+from vc4infer.emu.memory import GpuMemory
+
+from . import mailbox as mb
+from .board import BoardInfo, decode_revision
+from .gpumem import bus_to_phys
+
+#: the environment variable that makes every hw backend of the process use a simulated board
+ENV_VAR = "VC4INFER_SIMULATED_BOARD"
+#: the GPU's share of SDRAM (config.txt `gpu_mem=128`, the usual setting for camera work)
+GPU_MEM_BYTES = 128 << 20
+#: the alias the emulator sees GPU memory at: uncached ("direct"), spec §13.4
+EMULATOR_ALIAS = 0xC0000000
+#: bus-address alias bits per mem_alloc cache flags (bits 3:2) as librpimemmgr observed them on
+#: boards (spec §13.4-13.5): NORMAL 0x0, DIRECT 0xC (0x4 on BCM2835), COHERENT 0x8,
+#: L1_NONALLOCATING 0xC on BCM2835 and 0x8 on BCM2836/7
+ALIAS_BY_CACHE_FLAGS = {
+    "BCM2835": (0x00000000, 0x40000000, 0x80000000, 0xC0000000),
+    "BCM2836": (0x00000000, 0xC0000000, 0x80000000, 0x80000000),
+    "BCM2837": (0x00000000, 0xC0000000, 0x80000000, 0x80000000),
+}
+#: property calls kept in `recent_calls`
+RECENT_CALLS = 4096
+FIRMWARE_REVISION = 0x5F6A2C4B        # an arbitrary date stamp: the simulation's firmware
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """What a simulated board is: its revision code (model, SoC and RAM follow from it, as on a
+    Pi), the name /proc/device-tree gives, its default V3D and ARM clocks (spec §1.2)."""
+    revision: int
+    model: str
+    compatible: Tuple[str, ...]
+    v3d_hz: int
+    arm_hz: int
+
+    @property
+    def soc(self) -> str:
+        return decode_revision(self.revision)[1]
+
+    @property
+    def ram_bytes(self) -> int:
+        return decode_revision(self.revision)[2]
+
+
+#: the boards the simulation offers; revision codes from the Raspberry Pi documentation's table
+BOARDS: Dict[str, BoardSpec] = {
+    "pi3": BoardSpec(0xA02082, "Raspberry Pi 3 Model B Rev 1.2",
+                     ("raspberrypi,3-model-b", "brcm,bcm2837"), 400_000_000, 1_200_000_000),
+    "pi2": BoardSpec(0xA01041, "Raspberry Pi 2 Model B Rev 1.1",
+                     ("raspberrypi,2-model-b", "brcm,bcm2836"), 250_000_000, 900_000_000),
+    "pi1": BoardSpec(0x0010, "Raspberry Pi Model B Plus Rev 1.2",
+                     ("raspberrypi,model-b-plus", "brcm,bcm2835"), 250_000_000, 700_000_000),
+    "pi-zero": BoardSpec(0x900092, "Raspberry Pi Zero Rev 1.2",
+                         ("raspberrypi,model-zero", "brcm,bcm2835"), 300_000_000, 1_000_000_000),
+}
+
+
+class SimulatedBoardError(ValueError):
+    """An unknown simulated board name or option."""
+
+
+#: kernel architecture suffix -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
+#: by default; ":arm64" for the 64-bit one)
+POINTER_SIZES = {"": 4, "armhf": 4, "arm64": 8}
+
+
+def parse(name: str) -> Tuple[BoardSpec, int]:
+    """(board, pointer size) of "pi3", "pi-zero:arm64", ...; SimulatedBoardError names the choices."""
+    board, _, arch = name.strip().partition(":")
+    if board not in BOARDS or arch not in POINTER_SIZES:
+        raise SimulatedBoardError(
+            f"simulated board {name!r}: give one of {', '.join(BOARDS)}, optionally with ':arm64' "
+            f"for a 64-bit kernel (in {ENV_VAR} or Driver(board=...))")
+    return BOARDS[board], POINTER_SIZES[arch]
+
+
+@dataclass
+class _Handle:
+    size: int
+    flags: int
+    bus: int                    # at EMULATOR_ALIAS: where the emulator's allocation table has it
+    locked: bool = False
+
+
+@dataclass
+class SimulatedFirmware:
+    """The VideoCore firmware's mailbox property interface of a simulated board: the hw backend's
+    Mailbox talks to it in place of /dev/vcio (ioctl(request, buf), close())."""
+    spec: BoardSpec
+    pointer_size: int = 4
+    gpu_mem_bytes: int = GPU_MEM_BYTES
+    #: failure modes a test or a demonstration can switch on
+    refuse_qpu_enable: bool = False       # what the firmware does when the vc4 DRM driver owns the V3D
+    handles: Dict[int, _Handle] = field(default_factory=dict)
+    last_stats: Optional[LaunchStats] = None
+
+    def __post_init__(self) -> None:
+        if self.pointer_size not in (4, 8):
+            raise SimulatedBoardError(f"pointer_size={self.pointer_size}: a Pi's kernel is 32-bit "
+                                      "(4) or 64-bit (8)")
+        ram = self.spec.ram_bytes
+        self.vc_base = ram - self.gpu_mem_bytes
+        self.sdram_fd = os.memfd_create("vc4infer-simulated-sdram")
+        os.ftruncate(self.sdram_fd, ram)                 # sparse: untouched pages cost nothing
+        #: what the hw backend opens as /dev/mem
+        self.mem_path = f"/proc/{os.getpid()}/fd/{self.sdram_fd}"
+        self._gpu_view = mmap.mmap(self.sdram_fd, self.gpu_mem_bytes, offset=self.vc_base)
+        self.memory = GpuMemory(self.gpu_mem_bytes, base=EMULATOR_ALIAS | self.vc_base,
+                                data=np.frombuffer(self._gpu_view, dtype=np.uint8))
+        from .emu import _disassembled
+        self.machine = Machine(self.memory, clock_hz=self.spec.v3d_hz,
+                               describe_instruction=_disassembled)
+        self.qpu_enabled = False
+        #: the latest property calls as (tag, request values), for inspection
+        self.recent_calls: Deque[Tuple[int, Tuple[int, ...]]] = collections.deque(maxlen=RECENT_CALLS)
+        self.next_handle = 1
+        self.closed = False
+
+    # --- the device --------------------------------------------------------------------------
+    def ioctl(self, request: int, buf: bytearray) -> None:
+        """One property call: parse the buffer (spec §13.2), answer every tag in place."""
+        if self.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor (the simulated /dev/vcio was closed)")
+        if request != mb.mbox_property_ioctl_number(self.pointer_size):
+            raise OSError(errno.ENOTTY, f"ioctl 0x{request:08x} is not this kernel's "
+                                        "IOCTL_MBOX_PROPERTY (pointer size mismatch?)")
+        words = list(struct.unpack(f"<{len(buf) // 4}I", bytes(buf[:len(buf) // 4 * 4])))
+        if len(buf) % 4 or len(words) < 3 or words[0] != len(buf) or words[1] != mb.PROCESS_REQUEST:
+            raise OSError(errno.EINVAL, "malformed mailbox property buffer")
+        i, status = 2, mb.REQUEST_SUCCESS
+        while i < len(words) and words[i] != 0:
+            tag, value_bytes, request_bytes = words[i:i + 3]
+            values = words[i + 3:i + 3 + value_bytes // 4]
+            self.recent_calls.append((tag, tuple(values[:request_bytes // 4])))
+            answer = self._answer(tag, values[:request_bytes // 4])
+            if answer is None or 4 * len(answer) > value_bytes:
+                status = mb.PARSE_ERROR
+            else:
+                words[i + 3:i + 3 + len(answer)] = answer
+                words[i + 2] = mb.RESPONSE_BIT | 4 * len(answer)
+            i += 3 + value_bytes // 4
+        if i >= len(words):
+            status = mb.PARSE_ERROR                      # no end tag
+        words[1] = status
+        buf[:4 * len(words)] = struct.pack(f"<{len(words)}I", *words)
+
+    def close(self) -> None:
+        """Close the device. The SDRAM stays while mappings of it are alive."""
+        if not self.closed:
+            self.closed = True
+            os.close(self.sdram_fd)
+
+    # --- the firmware's side -----------------------------------------------------------------
+    def _answer(self, tag: int, v: list) -> Optional[list]:
+        if tag == mb.TAG_ENABLE_QPU and len(v) == 1:
+            if self.refuse_qpu_enable and v[0]:
+                return [1]
+            self.qpu_enabled = bool(v[0])
+            return [0]
+        if tag == mb.TAG_MEM_ALLOC and len(v) == 3:
+            return [self._mem_alloc(*v)]
+        if tag in (mb.TAG_MEM_LOCK, mb.TAG_MEM_UNLOCK, mb.TAG_MEM_FREE) and len(v) == 1:
+            return [self._memory_call(tag, self.handles.get(v[0]), v[0])]
+        if tag == mb.TAG_EXECUTE_QPU and len(v) == 4:
+            return [self._execute_qpu(*v)]
+        if tag in (mb.TAG_GET_CLOCK_RATE, mb.TAG_GET_MAX_CLOCK_RATE) and len(v) == 1:
+            rates = {mb.CLOCK_V3D: self.spec.v3d_hz, mb.CLOCK_ARM: self.spec.arm_hz}
+            return [v[0], rates.get(v[0], 250_000_000)]
+        if tag == mb.TAG_GET_VC_MEMORY:
+            return [self.vc_base, self.gpu_mem_bytes]
+        if tag == mb.TAG_GET_ARM_MEMORY:
+            return [0, self.vc_base]
+        if tag == mb.TAG_GET_BOARD_REVISION:
+            return [self.spec.revision]
+        if tag == mb.TAG_GET_FIRMWARE_REVISION:
+            return [FIRMWARE_REVISION]
+        return None
+
+    def _mem_alloc(self, size: int, align: int, flags: int) -> int:
+        if size == 0 or align == 0 or align & (align - 1):
+            return 0
+        try:
+            bus, _ = self.memory.alloc(size, align, f"mem_alloc handle {self.next_handle}")
+        except OutOfGpuMemoryError:
+            return 0                                     # gpu_mem used up: handle 0
+        handle, self.next_handle = self.next_handle, self.next_handle + 1
+        self.handles[handle] = _Handle(size, flags, bus)
+        return handle
+
+    def _memory_call(self, tag: int, h: Optional[_Handle], handle: int) -> int:
+        if h is None:
+            return 0 if tag == mb.TAG_MEM_LOCK else 1
+        if tag == mb.TAG_MEM_LOCK:
+            h.locked = True
+            return bus_to_phys(h.bus) | ALIAS_BY_CACHE_FLAGS[self.spec.soc][(h.flags >> 2) & 3]
+        if tag == mb.TAG_MEM_UNLOCK:
+            h.locked = False
+            return 0
+        self.memory.free(h.bus)
+        del self.handles[handle]
+        return 0
+
+    def _execute_qpu(self, n: int, control: int, noflush: int, timeout_ms: int) -> int:
+        if not self.qpu_enabled or not 1 <= n <= 12:
+            return mb.EXECUTE_QPU_TIMEOUT
+        offset = control - self.memory.base
+        if not self.memory.find(control, 8 * n):
+            return mb.EXECUTE_QPU_TIMEOUT                # the V3D would read garbage and hang
+        words = self.memory.data[offset:offset + 8 * n].view(np.uint32)
+        self.last_stats = self.machine.run(list(zip(words[0::2].tolist(), words[1::2].tolist())))
+        if self.last_stats.modelled_seconds > timeout_ms / 1000:
+            return mb.EXECUTE_QPU_TIMEOUT
+        return 0
+
+    # --- what the simulation shows its user ----------------------------------------------------
+    def board_info(self) -> BoardInfo:
+        """The BoardInfo that detect_board would read on this board (no KMS, gpu_mem=128)."""
+        board_type, soc, ram = decode_revision(self.spec.revision)
+        return BoardInfo(root="(simulated)", is_raspberry_pi=True, model=self.spec.model,
+                         board_type=board_type, soc=soc, revision=self.spec.revision,
+                         ram_bytes=ram, compatible=self.spec.compatible,
+                         machine="ARMv7 Processor (simulated)",
+                         gpu_mem_mb=self.gpu_mem_bytes >> 20,
+                         devices={"vcio": (True, True), "mem": (True, True)})
+
+    def live_handles(self) -> Dict[int, _Handle]:
+        """Handles the firmware holds (what a process leaks if it exits without freeing)."""
+        return dict(self.handles)

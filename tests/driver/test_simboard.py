@@ -1,0 +1,104 @@
+"""The hw backend on a simulated board (hostside.driver.simboard): the production mailbox, memory
+and launch code above a simulated /dev/vcio and /dev/mem, with execute_qpu run by the emulator on
+the same memory. Results come back through the whole hw path; nothing stays allocated."""
+import numpy as np
+import pytest
+
+from hostside.driver import Driver, DriverError, LaunchTimeoutError
+from hostside.driver import mailbox as mb
+from hostside.driver import simboard
+from hostside.driver.hw import HwBackend
+from qpu_kernels import sgemm
+from vc4infer.emu.errors import MemoryFaultError
+from vc4infer.qpu import qpu
+
+
+def sgemm_through(drv, m=40, k=37, n=50, a_address=None):
+    rng = np.random.default_rng(1)
+    a_host = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    a = drv.copy(a_host)
+    w = drv.copy(sgemm.pack_weights(b, None, m))
+    c = drv.alloc((m, n), "float32")
+    for lc in sgemm.build(drv, m, k, n, a.address if a_address is None else a_address(a),
+                          a.strides[0], w.address, c.address, c.strides[0]):
+        lc.run(drv)
+    return np.array(c), a_host.astype(np.float64) @ b.astype(np.float64)
+
+
+@pytest.mark.parametrize("board", ["pi3", "pi2", "pi1", "pi-zero", "pi3:arm64"])
+def test_a_kernel_result_comes_back_through_the_hw_path(board):
+    backend = HwBackend(board=board)
+    firmware = backend.simulated
+    with Driver(backend) as drv:
+        got, want = sgemm_through(drv)
+        assert drv.backend_name == "hw" and drv.modelled
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        # the launch went through the firmware's mailbox, with the SoC's flags and bus aliases
+        tags = [tag for tag, _ in firmware.recent_calls]
+        assert {mb.TAG_ENABLE_QPU, mb.TAG_MEM_ALLOC, mb.TAG_MEM_LOCK, mb.TAG_EXECUTE_QPU} <= set(tags)
+        assert drv.last_stats.modelled_seconds > 0
+        assert drv.last_stats.clock_hz == simboard.parse(board)[0].v3d_hz
+    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+
+
+def test_board_facts_follow_the_board():
+    zero = HwBackend(board="pi-zero")
+    try:
+        assert zero.board.soc == "BCM2835" and zero.board.model.startswith("Raspberry Pi Zero")
+        assert zero.clock_hz == 300e6
+        assert zero.memory.vc_memory == (512 - 128 << 20, 128 << 20)    # gpu_mem=128 of 512 MB
+    finally:
+        zero.close()
+
+
+def test_an_address_with_the_wrong_alias_bits_faults():
+    # the hw backend's buffers live at the 0xC ("direct") alias; the same memory through the
+    # L1+L2-cached 0x0 alias is not what the allocation was made for
+    with Driver(backend="hw", board="pi3") as drv:
+        with pytest.raises(MemoryFaultError, match=r"TMU read of 4 bytes at 0x38[0-9A-F]{6} .* "
+                                                   "outside every live buffer"):
+            sgemm_through(drv, a_address=lambda a: a.address & 0x3FFFFFFF)
+
+
+@qpu
+def spin(asm, rounds):
+    ldi(r0, rounds)
+    L.loop
+    isub(r0, r0, 1, set_flags=True)
+    jzc(L.loop)
+    nop()
+    nop()
+    nop()
+    exit()
+
+
+def test_a_launch_longer_than_its_timeout_times_out():
+    # 50,000 rounds of 5 instructions, 4 cycles each, at 250 MHz model to 4 ms: over a 2 ms
+    # limit, as the firmware answers when the kernel's mailbox wait runs out
+    with Driver(backend="hw", board="pi1") as drv:
+        program = drv.program(spin, 50_000)
+        stats = drv.execute(1, program, [0], timeout=0.010)     # within 10 ms: fine
+        assert stats.modelled_seconds == pytest.approx(50_000 * 5 * 4 / 250e6, rel=0.01)
+        with pytest.raises(LaunchTimeoutError, match="did not end within 0.002 s"):
+            drv.execute(1, program, [0], timeout=0.002)
+
+
+def test_the_environment_variable_picks_the_board(monkeypatch):
+    monkeypatch.setenv(simboard.ENV_VAR, "pi-zero")
+    for spec in ("hw", "auto"):
+        with Driver(backend=spec) as drv:
+            assert drv.backend_name == "hw" and drv.clock_hz == 300e6
+    monkeypatch.setenv(simboard.ENV_VAR, "pi5")
+    with pytest.raises(DriverError, match="pi3, pi2, pi1, pi-zero"):
+        Driver(backend="hw")
+
+
+def test_a_wrong_pointer_size_is_refused_like_a_kernel_does():
+    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi3"], pointer_size=8)
+    try:
+        with pytest.raises(mb.MailboxError, match="ioctl"):
+            mb.Mailbox(firmware, pointer_size=4).get_board_revision()
+        assert mb.Mailbox(firmware, pointer_size=8).get_board_revision() == 0xA02082
+    finally:
+        firmware.close()
