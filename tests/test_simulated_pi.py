@@ -73,3 +73,19 @@ def test_bench_on_a_simulated_board_models_what_the_emulator_does(monkeypatch, t
     assert hw["totals"]["ms"] == pytest.approx(emu["totals"]["ms"], rel=1e-3)
     assert [r["layer"] for r in hw["layers"]] == [r["layer"] for r in emu["layers"]]
     assert [r["ms"] for r in hw["layers"]] == pytest.approx([r["ms"] for r in emu["layers"]], rel=0.02)
+
+
+@pytest.mark.parametrize("board, says, code", [
+    ("pi3:kms", "the firmware refused to power on the QPUs", 5),
+    ("pi-zero:gpu_mem=20", "gpu_mem is too small or used up. Fix: raise `gpu_mem=`", 5),
+])
+def test_a_board_fault_is_one_line_with_its_fix(monkeypatch, board, says, code):
+    entry = zoo.get("mobilenet_v1")
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"mobilenet_v1 needs {entry.package}: {entry.pip}")
+    monkeypatch.setenv(simboard.ENV_VAR, board)
+    result = CliRunner().invoke(main, ["classify", str(IMAGES / "chelsea.png"), "--model",
+                                       "mobilenet_v1", "--backend", "hw"])
+    assert result.exit_code == code, result.output
+    assert result.output.count("\n") == 1 and says in result.output
+    assert "Traceback" not in result.output

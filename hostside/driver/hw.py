@@ -91,14 +91,16 @@ class HwBackend(Backend):
     """A Raspberry Pi Zero/1/2/3 V3D. Options: `memory` ("auto", "vcsm-cma", "mailbox"),
     `host_cached` (vcsm-cma only: cached ARM mapping with clean/invalidate per launch), `board`:
     a simulated board's name ("pi3", "pi2", "pi1", "pi-zero": hostside.driver.simboard; also from
-    the VC4INFER_SIMULATED_BOARD environment variable) or, for tests, a BoardInfo; and for tests
+    the VC4INFER_SIMULATED_BOARD environment variable) or SimulatedFirmware (one with a smaller
+    gpu_mem, or a failure switched on), or, for tests, a BoardInfo; and for tests
     `root`, `mailbox`, `vcsm_device`, `mem_path`."""
 
     name = "hw"
     max_launch_seconds: Optional[float] = MAILBOX_LIMIT_SECONDS
 
     def __init__(self, *, memory: str = "auto", host_cached: bool = False, root: str = "/",
-                 board: Union[BoardInfo, str, None] = None, mailbox: Optional[Mailbox] = None,
+                 board: Union[BoardInfo, str, "simboard.SimulatedFirmware", None] = None,
+                 mailbox: Optional[Mailbox] = None,
                  vcsm_device: Optional[VcsmCmaDevice] = None, mem_path: Optional[str] = None):
         if memory not in ("auto", "vcsm-cma", "mailbox"):
             raise DriverError(f"memory={memory!r}: choose 'auto', 'vcsm-cma' or 'mailbox'")
@@ -108,10 +110,12 @@ class HwBackend(Backend):
             os.environ.get(simboard.ENV_VAR) if board is None and mailbox is None else None)
         if name:
             try:
-                spec, pointer_size = simboard.parse(name)
-                self.simulated = simboard.SimulatedFirmware(spec, pointer_size)
+                self.simulated = simboard.firmware_for(name)
             except simboard.SimulatedBoardError as exc:
                 raise DriverError(str(exc)) from None
+        elif isinstance(board, simboard.SimulatedFirmware):   # one set up by the caller
+            self.simulated = board
+        if self.simulated is not None:
             board = self.simulated.board_info()
             mailbox = Mailbox(self.simulated, pointer_size=self.simulated.pointer_size)
             mem_path = self.simulated.mem_path

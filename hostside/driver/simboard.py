@@ -94,19 +94,32 @@ class SimulatedBoardError(ValueError):
     """An unknown simulated board name or option."""
 
 
-#: kernel architecture suffix -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
+#: kernel architecture option -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
 #: by default; ":arm64" for the 64-bit one)
-POINTER_SIZES = {"": 4, "armhf": 4, "arm64": 8}
+POINTER_SIZES = {"armhf": 4, "arm64": 8}
+BOARD_OPTIONS = "':arm64' (a 64-bit kernel), ':gpu_mem=MB', ':kms' (the vc4 DRM driver holds the V3D)"
 
 
-def parse(name: str) -> Tuple[BoardSpec, int]:
-    """(board, pointer size) of "pi3", "pi-zero:arm64", ...; SimulatedBoardError names the choices."""
-    board, _, arch = name.strip().partition(":")
-    if board not in BOARDS or arch not in POINTER_SIZES:
+def firmware_for(name: str) -> "SimulatedFirmware":
+    """The simulated board a name describes: "pi3", "pi-zero:arm64", "pi1:gpu_mem=32",
+    "pi3:kms"; SimulatedBoardError names the choices."""
+    board, *options = name.strip().split(":")
+    settings: dict = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key in POINTER_SIZES and not value:
+            settings["pointer_size"] = POINTER_SIZES[key]
+        elif key == "gpu_mem" and value.isdigit() and 16 <= int(value) <= 512:
+            settings["gpu_mem_bytes"] = int(value) << 20
+        elif key == "kms" and not value:
+            settings["refuse_qpu_enable"] = True
+        else:
+            board = ""                          # reported below, with the choices
+    if board not in BOARDS:
         raise SimulatedBoardError(
-            f"simulated board {name!r}: give one of {', '.join(BOARDS)}, optionally with ':arm64' "
-            f"for a 64-bit kernel (in {ENV_VAR} or Driver(board=...))")
-    return BOARDS[board], POINTER_SIZES[arch]
+            f"simulated board {name!r}: give one of {', '.join(BOARDS)}, optionally with "
+            f"{BOARD_OPTIONS} (in {ENV_VAR} or Driver(board=...))")
+    return SimulatedFirmware(BOARDS[board], **settings)
 
 
 @dataclass
@@ -255,7 +268,7 @@ class SimulatedFirmware:
                          board_type=board_type, soc=soc, revision=self.spec.revision,
                          ram_bytes=ram, compatible=self.spec.compatible,
                          machine="ARMv7 Processor (simulated)",
-                         gpu_mem_mb=self.gpu_mem_bytes >> 20,
+                         gpu_mem_mb=self.gpu_mem_bytes >> 20, config_path="/boot/config.txt",
                          devices={"vcio": (True, True), "mem": (True, True)})
 
     def live_handles(self) -> Dict[int, _Handle]:

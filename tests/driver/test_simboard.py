@@ -4,12 +4,15 @@ the same memory. Results come back through the whole hw path; nothing stays allo
 import numpy as np
 import pytest
 
-from hostside.driver import Driver, DriverError, LaunchTimeoutError
+import vc4infer
+from hostside.driver import (Driver, DriverError, GpuMemoryTooSmallError, LaunchTimeoutError,
+                             QpuEnableRefusedError)
 from hostside.driver import mailbox as mb
 from hostside.driver import simboard
 from hostside.driver.hw import HwBackend
 from qpu_kernels import sgemm
 from vc4infer.emu.errors import MemoryFaultError
+from vc4infer.graph import zoo
 from vc4infer.qpu import qpu
 
 
@@ -38,7 +41,7 @@ def test_a_kernel_result_comes_back_through_the_hw_path(board):
         tags = [tag for tag, _ in firmware.recent_calls]
         assert {mb.TAG_ENABLE_QPU, mb.TAG_MEM_ALLOC, mb.TAG_MEM_LOCK, mb.TAG_EXECUTE_QPU} <= set(tags)
         assert drv.last_stats.modelled_seconds > 0
-        assert drv.last_stats.clock_hz == simboard.parse(board)[0].v3d_hz
+        assert drv.last_stats.clock_hz == firmware.spec.v3d_hz
     assert firmware.live_handles() == {} and not firmware.qpu_enabled
 
 
@@ -89,9 +92,20 @@ def test_the_environment_variable_picks_the_board(monkeypatch):
     for spec in ("hw", "auto"):
         with Driver(backend=spec) as drv:
             assert drv.backend_name == "hw" and drv.clock_hz == 300e6
-    monkeypatch.setenv(simboard.ENV_VAR, "pi5")
-    with pytest.raises(DriverError, match="pi3, pi2, pi1, pi-zero"):
-        Driver(backend="hw")
+    for wrong in ("pi5", "pi3:arm65", "pi3:gpu_mem=8"):
+        monkeypatch.setenv(simboard.ENV_VAR, wrong)
+        with pytest.raises(DriverError, match="pi3, pi2, pi1, pi-zero, optionally with ':arm64'"):
+            Driver(backend="hw")
+
+
+def test_board_options():
+    firmware = simboard.firmware_for("pi1:arm64:gpu_mem=64:kms")
+    try:
+        assert (firmware.pointer_size, firmware.gpu_mem_bytes, firmware.refuse_qpu_enable) == \
+            (8, 64 << 20, True)
+        assert firmware.spec is simboard.BOARDS["pi1"]
+    finally:
+        firmware.close()
 
 
 def test_a_wrong_pointer_size_is_refused_like_a_kernel_does():
@@ -102,3 +116,56 @@ def test_a_wrong_pointer_size_is_refused_like_a_kernel_does():
         assert mb.Mailbox(firmware, pointer_size=8).get_board_revision() == 0xA02082
     finally:
         firmware.close()
+
+
+# --- faults through the whole path: one clear error, and no GPU memory left on the board --------
+
+def test_kms_holding_the_v3d_is_one_error_with_its_fix():
+    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi3"], refuse_qpu_enable=True)
+    with pytest.raises(QpuEnableRefusedError, match=r"vc4 DRM driver owns the V3D \(fix: .*"
+                                                    r"dtoverlay=vc4-kms-v3d"):
+        Driver(backend="hw", board=firmware)
+    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+
+
+def test_gpu_mem_used_up_while_loading_a_model_frees_what_it_took():
+    entry = zoo.get("mobilenet_v1")
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"mobilenet_v1 needs {entry.package}: {entry.pip}")
+    # 20 MB of gpu_mem: the 6.4 MB arena fits, the 17.7 MB of weights do not
+    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi-zero"], gpu_mem_bytes=20 << 20)
+    with pytest.raises(GpuMemoryTooSmallError, match=r"cannot allocate \d+ bytes .*gpu_mem.* "
+                                                     r"Fix: raise `gpu_mem=`") as info:
+        vc4infer.load("mobilenet_v1", backend="hw", driver_options={"board": firmware})
+    assert "\n" not in str(info.value)
+    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+
+
+def test_a_launch_that_times_out_leaves_nothing_allocated():
+    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi1"])
+    with Driver(backend="hw", board=firmware) as drv:
+        drv.alloc((1024,), "float32")
+        with pytest.raises(LaunchTimeoutError):
+            drv.execute(1, drv.program(spin, 50_000), [0], timeout=0.001)
+    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+
+
+@pytest.mark.parametrize("model", ["mobilenet_v1", "mobilenet_v2"])
+def test_no_mobilenet_launch_comes_near_the_mailbox_limit_on_a_pi1(model, monkeypatch):
+    """The kernel gives a mailbox call 1 s; the scheduler plans launches at a quarter of it at
+    the slowest clock, so on a Pi 1 (250 MHz) every launch must model well under 1 s."""
+    entry = zoo.get(model)
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"{model} needs {entry.package}: {entry.pip}")
+    seconds = []
+    execute = HwBackend.execute
+
+    def recording(self, control, timeout_s):
+        stats = execute(self, control, timeout_s)
+        seconds.append(stats.modelled_seconds)
+        return stats
+
+    monkeypatch.setattr(HwBackend, "execute", recording)
+    with vc4infer.load(model, backend="hw", driver_options={"board": "pi1"}) as m:
+        m.run(np.zeros(m.input_spec.shape, m.input_spec.dtype))
+    assert len(seconds) > 20 and max(seconds) < 0.25, max(seconds)
