@@ -77,7 +77,7 @@ def test_bench_on_a_simulated_board_models_what_the_emulator_does(monkeypatch, t
 
 @pytest.mark.parametrize("board, says, code", [
     ("pi3:kms", "the firmware refused to power on the QPUs", 5),
-    ("pi-zero:gpu_mem=20", "gpu_mem is too small or used up. Fix: raise `gpu_mem=`", 5),
+    ("pi-zero:gpu_mem=20:no-vcsm", "gpu_mem is too small or used up. Fix: raise `gpu_mem=`", 5),
 ])
 def test_a_board_fault_is_one_line_with_its_fix(monkeypatch, board, says, code):
     entry = zoo.get("mobilenet_v1")

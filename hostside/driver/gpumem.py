@@ -60,6 +60,16 @@ def round_up(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
 
 
+def map_shared_at(address: int, nbytes: int, fd: int, offset: int) -> None:
+    """Map `nbytes` of file `fd` from `offset` over this process's pages at `address` (MAP_FIXED,
+    shared), replacing what was mapped there: a simulated board lays a dma-buf over its SDRAM."""
+    ptr = _libc.mmap(address, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | _MAP_FIXED,
+                     fd, offset)
+    if ptr != address:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap at 0x{address:x}: {os.strerror(err)}")
+
+
 def _unmap(ptr: int, nbytes: int) -> None:
     _libc.munmap(ptr, nbytes)
 

@@ -119,6 +119,7 @@ class HwBackend(Backend):
             board = self.simulated.board_info()
             mailbox = Mailbox(self.simulated, pointer_size=self.simulated.pointer_size)
             mem_path = self.simulated.mem_path
+            vcsm_device = self.simulated.vcsm_cma
         self.board = board if board is not None else detect_board(root)
         blocker = hw_blocker(self.board)
         if blocker is not None:

@@ -10,6 +10,11 @@ firmware does (spec §13.2-13.5):
 
 - SDRAM is one sparse memfd the size of the board's RAM; "/dev/mem" is that file, and the top
   `gpu_mem` bytes are the GPU's, from which mem_alloc allocates (handle 0 when used up);
+- /dev/vcsm-cma (`SimulatedVcsmCma`) hands out blocks of the CMA pool below the GPU's share as
+  dma-bufs (memfds) laid over the SDRAM pages they stand for, so host and QPUs share them. A block
+  asked for host-cached is not: the QPUs see the host's writes only after the clean
+  (DMA_BUF_IOCTL_SYNC end) and the host sees the QPUs' only after the invalidate (sync start), as
+  on a board whose caches never happen to write back on their own (the pessimistic reading);
 - mem_lock gives the bus address: the physical address with the alias bits of the SoC and the
   allocation's cache flags (§13.4; BCM2835 and BCM2836/7 differ);
 - execute_qpu reads the control list from that memory and runs the programs on the emulator
@@ -22,10 +27,12 @@ firmware does (spec §13.2-13.5):
 from __future__ import annotations
 
 import collections
+import ctypes
 import errno
 import mmap
 import os
 import struct
+import weakref
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Optional, Tuple
 
@@ -37,12 +44,15 @@ from vc4infer.emu.memory import GpuMemory
 
 from . import mailbox as mb
 from .board import BoardInfo, decode_revision
-from .gpumem import bus_to_phys
+from .gpumem import (DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, VCSM_ALLOC_STRUCT, VCSM_IOCTL_MEM_ALLOC,
+                     VcsmCmaDevice, bus_to_phys, map_shared_at)
 
 #: the environment variable that makes every hw backend of the process use a simulated board
 ENV_VAR = "VC4INFER_SIMULATED_BOARD"
 #: the GPU's share of SDRAM (config.txt `gpu_mem=128`, the usual setting for camera work)
 GPU_MEM_BYTES = 128 << 20
+#: the CMA pool vcsm-cma allocates from, just below the GPU's share (`dtoverlay=cma,cma-256`)
+CMA_BYTES = 256 << 20
 #: the alias the emulator sees GPU memory at: uncached ("direct"), spec §13.4
 EMULATOR_ALIAS = 0xC0000000
 #: bus-address alias bits per mem_alloc cache flags (bits 3:2) as librpimemmgr observed them on
@@ -97,7 +107,8 @@ class SimulatedBoardError(ValueError):
 #: kernel architecture option -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
 #: by default; ":arm64" for the 64-bit one)
 POINTER_SIZES = {"armhf": 4, "arm64": 8}
-BOARD_OPTIONS = "':arm64' (a 64-bit kernel), ':gpu_mem=MB', ':kms' (the vc4 DRM driver holds the V3D)"
+BOARD_OPTIONS = ("':arm64' (a 64-bit kernel), ':gpu_mem=MB', ':kms' (the vc4 DRM driver holds "
+                 "the V3D), ':no-vcsm' (no /dev/vcsm-cma: GPU memory from gpu_mem)")
 
 
 def firmware_for(name: str) -> "SimulatedFirmware":
@@ -113,6 +124,8 @@ def firmware_for(name: str) -> "SimulatedFirmware":
             settings["gpu_mem_bytes"] = int(value) << 20
         elif key == "kms" and not value:
             settings["refuse_qpu_enable"] = True
+        elif key == "no-vcsm" and not value:
+            settings["has_vcsm_cma"] = False
         else:
             board = ""                          # reported below, with the choices
     if board not in BOARDS:
@@ -139,6 +152,7 @@ class SimulatedFirmware:
     gpu_mem_bytes: int = GPU_MEM_BYTES
     #: failure modes a test or a demonstration can switch on
     refuse_qpu_enable: bool = False       # what the firmware does when the vc4 DRM driver owns the V3D
+    has_vcsm_cma: bool = True             # the kernel has /dev/vcsm-cma (Raspberry Pi OS since 2020)
     handles: Dict[int, _Handle] = field(default_factory=dict)
     last_stats: Optional[LaunchStats] = None
 
@@ -150,11 +164,16 @@ class SimulatedFirmware:
         self.vc_base = ram - self.gpu_mem_bytes
         self.sdram_fd = os.memfd_create("vc4infer-simulated-sdram")
         os.ftruncate(self.sdram_fd, ram)                 # sparse: untouched pages cost nothing
+        weakref.finalize(self, os.close, self.sdram_fd)
         #: what the hw backend opens as /dev/mem
         self.mem_path = f"/proc/{os.getpid()}/fd/{self.sdram_fd}"
-        self._gpu_view = mmap.mmap(self.sdram_fd, self.gpu_mem_bytes, offset=self.vc_base)
-        self.memory = GpuMemory(self.gpu_mem_bytes, base=EMULATOR_ALIAS | self.vc_base,
-                                data=np.frombuffer(self._gpu_view, dtype=np.uint8))
+        # the emulator sees all of SDRAM; mem_alloc places in the GPU's share, vcsm-cma below it
+        self._sdram_view = mmap.mmap(self.sdram_fd, ram)
+        self.memory = GpuMemory(ram, base=EMULATOR_ALIAS,
+                                data=np.frombuffer(self._sdram_view, dtype=np.uint8))
+        self.gpu_window = (EMULATOR_ALIAS + self.vc_base, EMULATOR_ALIAS + ram)
+        self.cma_window = (EMULATOR_ALIAS + max(0, self.vc_base - CMA_BYTES), self.gpu_window[0])
+        self.vcsm_cma = SimulatedVcsmCma(self) if self.has_vcsm_cma else None
         from .emu import _disassembled
         self.machine = Machine(self.memory, clock_hz=self.spec.v3d_hz,
                                describe_instruction=_disassembled)
@@ -163,6 +182,9 @@ class SimulatedFirmware:
         self.recent_calls: Deque[Tuple[int, Tuple[int, ...]]] = collections.deque(maxlen=RECENT_CALLS)
         self.next_handle = 1
         self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<SimulatedFirmware of a {self.spec.model}>"
 
     # --- the device --------------------------------------------------------------------------
     def ioctl(self, request: int, buf: bytearray) -> None:
@@ -193,10 +215,14 @@ class SimulatedFirmware:
         buf[:4 * len(words)] = struct.pack(f"<{len(words)}I", *words)
 
     def close(self) -> None:
-        """Close the device. The SDRAM stays while mappings of it are alive."""
-        if not self.closed:
-            self.closed = True
-            os.close(self.sdram_fd)
+        """Close the device (/dev/vcio). The SDRAM lives on while this object or a mapping of it
+        does (its memfd is closed when the object is collected)."""
+        self.closed = True
+
+    def sdram_address(self, bus: int) -> int:
+        """This process's address of the emulator's view of the byte at bus address `bus`."""
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._sdram_view))
+        return base + bus - self.memory.base
 
     # --- the firmware's side -----------------------------------------------------------------
     def _answer(self, tag: int, v: list) -> Optional[list]:
@@ -228,7 +254,8 @@ class SimulatedFirmware:
         if size == 0 or align == 0 or align & (align - 1):
             return 0
         try:
-            bus, _ = self.memory.alloc(size, align, f"mem_alloc handle {self.next_handle}")
+            bus, _ = self.memory.alloc(size, align, f"mem_alloc handle {self.next_handle}",
+                                       window=self.gpu_window)
         except OutOfGpuMemoryError:
             return 0                                     # gpu_mem used up: handle 0
         handle, self.next_handle = self.next_handle, self.next_handle + 1
@@ -251,6 +278,8 @@ class SimulatedFirmware:
     def _execute_qpu(self, n: int, control: int, noflush: int, timeout_ms: int) -> int:
         if not self.qpu_enabled or not 1 <= n <= 12:
             return mb.EXECUTE_QPU_TIMEOUT
+        if self.vcsm_cma is not None:
+            self.vcsm_cma.collect()                      # blocks whose last fd was closed
         offset = control - self.memory.base
         if not self.memory.find(control, 8 * n):
             return mb.EXECUTE_QPU_TIMEOUT                # the V3D would read garbage and hang
@@ -269,8 +298,93 @@ class SimulatedFirmware:
                          ram_bytes=ram, compatible=self.spec.compatible,
                          machine="ARMv7 Processor (simulated)",
                          gpu_mem_mb=self.gpu_mem_bytes >> 20, config_path="/boot/config.txt",
-                         devices={"vcio": (True, True), "mem": (True, True)})
+                         devices={"vcio": (True, True), "mem": (True, True),
+                                  "vcsm-cma": (self.has_vcsm_cma, self.has_vcsm_cma)})
 
     def live_handles(self) -> Dict[int, _Handle]:
         """Handles the firmware holds (what a process leaks if it exits without freeing)."""
         return dict(self.handles)
+
+    def live_cma_blocks(self) -> int:
+        """vcsm-cma blocks some process still holds a reference to."""
+        if self.vcsm_cma is None:
+            return 0
+        self.vcsm_cma.collect()
+        return len(self.vcsm_cma.blocks)
+
+
+@dataclass
+class _CmaBlock:
+    fd: int                     # the dma-buf (a memfd) the process holds
+    inode: int                  # to tell it from a later file that reuses the fd number
+    bus: int
+    size: int
+    cached: bool
+
+
+class SimulatedVcsmCma(VcsmCmaDevice):
+    """/dev/vcsm-cma of a simulated board: CMA blocks as dma-bufs (memfds). An uncached block is
+    laid over the SDRAM pages of its bus address (host and QPUs share them); a host-cached one is
+    copied to them by the clean and back by the invalidate (DMA_BUF_IOCTL_SYNC)."""
+
+    def __init__(self, firmware: SimulatedFirmware):
+        self.firmware = firmware
+        self.blocks: Dict[int, _CmaBlock] = {}          # bus address -> block
+        super().__init__(path="/dev/vcsm-cma (simulated)")
+
+    def open_path(self, path: str) -> int:
+        return os.open(os.devnull, os.O_RDWR)
+
+    def ioctl(self, fd: int, request: int, buf: bytearray) -> None:
+        self.collect()
+        if request == VCSM_IOCTL_MEM_ALLOC and fd == self.fd:
+            size, num, cached, _, name = VCSM_ALLOC_STRUCT.unpack(bytes(buf))[:5]
+            block = self._alloc(size, cached, name.rstrip(b"\0").decode(errors="replace"))
+            buf[:] = VCSM_ALLOC_STRUCT.pack(size, num, cached, 0, name, block.fd, len(self.blocks),
+                                            block.bus)
+        elif request == DMA_BUF_IOCTL_SYNC:
+            self._sync(fd, struct.unpack("<Q", bytes(buf))[0])
+        else:
+            raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
+
+    def _alloc(self, size: int, cached: int, name: str) -> _CmaBlock:
+        if size == 0 or size % mmap.PAGESIZE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        memory = self.firmware.memory
+        try:
+            bus, _ = memory.alloc(size, mmap.PAGESIZE, name, window=self.firmware.cma_window)
+        except OutOfGpuMemoryError:
+            raise OSError(errno.ENOMEM, "Cannot allocate memory") from None
+        fd = os.memfd_create("vcsm-cma dma-buf")
+        os.ftruncate(fd, size)
+        block = _CmaBlock(fd, os.fstat(fd).st_ino, bus, size, cached != 0)
+        if not block.cached:                             # one set of pages for host and QPUs
+            map_shared_at(self.firmware.sdram_address(bus), size, fd, 0)
+        self.blocks[bus] = block
+        return block
+
+    def _sync(self, fd: int, flags: int) -> None:
+        block = next((b for b in self.blocks.values() if b.fd == fd), None)
+        if block is None or not block.cached:
+            return
+        gpu = self.firmware.memory.data
+        offset = block.bus - self.firmware.memory.base
+        if flags & DMA_BUF_SYNC_END:                      # clean: the host's writes reach SDRAM
+            gpu[offset:offset + block.size] = np.frombuffer(os.pread(fd, block.size, 0), np.uint8)
+        else:                                             # invalidate: the host sees SDRAM
+            os.pwrite(fd, gpu[offset:offset + block.size].tobytes(), 0)
+
+    def collect(self) -> None:
+        """Free the blocks whose dma-buf the process has closed (the kernel frees a CMA block
+        when its last reference goes): give the SDRAM pages back to the emulator's view."""
+        for bus, block in list(self.blocks.items()):
+            try:
+                alive = os.fstat(block.fd).st_ino == block.inode
+            except OSError:
+                alive = False
+            if not alive:
+                if not block.cached:
+                    map_shared_at(self.firmware.sdram_address(bus), block.size,
+                                  self.firmware.sdram_fd, bus - self.firmware.memory.base)
+                self.firmware.memory.free(bus)
+                del self.blocks[bus]

@@ -29,28 +29,37 @@ def sgemm_through(drv, m=40, k=37, n=50, a_address=None):
     return np.array(c), a_host.astype(np.float64) @ b.astype(np.float64)
 
 
+@pytest.mark.parametrize("memory", ["vcsm-cma", "mailbox"])
 @pytest.mark.parametrize("board", ["pi3", "pi2", "pi1", "pi-zero", "pi3:arm64"])
-def test_a_kernel_result_comes_back_through_the_hw_path(board):
-    backend = HwBackend(board=board)
+def test_a_kernel_result_comes_back_through_the_hw_path(board, memory):
+    backend = HwBackend(board=board, memory=memory)
     firmware = backend.simulated
     with Driver(backend) as drv:
         got, want = sgemm_through(drv)
         assert drv.backend_name == "hw" and drv.modelled
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-        # the launch went through the firmware's mailbox, with the SoC's flags and bus aliases
-        tags = [tag for tag, _ in firmware.recent_calls]
-        assert {mb.TAG_ENABLE_QPU, mb.TAG_MEM_ALLOC, mb.TAG_MEM_LOCK, mb.TAG_EXECUTE_QPU} <= set(tags)
+        # the launch went through the firmware's mailbox; GPU memory from the firmware's
+        # gpu_mem share (mem_alloc, mem_lock) or from the CMA pool below it
+        tags = {tag for tag, _ in firmware.recent_calls}
+        assert {mb.TAG_ENABLE_QPU, mb.TAG_EXECUTE_QPU} <= tags
+        from_firmware = {mb.TAG_MEM_ALLOC, mb.TAG_MEM_LOCK} <= tags
+        assert from_firmware == (memory == "mailbox")
+        window = firmware.gpu_window if memory == "mailbox" else firmware.cma_window
+        assert window[0] <= drv.alloc((16,), "float32").address < window[1]
+        assert (firmware.live_cma_blocks() > 0) == (memory == "vcsm-cma")
         assert drv.last_stats.modelled_seconds > 0
         assert drv.last_stats.clock_hz == firmware.spec.v3d_hz
-    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
+    assert not firmware.qpu_enabled
 
 
 def test_board_facts_follow_the_board():
-    zero = HwBackend(board="pi-zero")
+    zero = HwBackend(board="pi-zero", memory="mailbox")
     try:
         assert zero.board.soc == "BCM2835" and zero.board.model.startswith("Raspberry Pi Zero")
         assert zero.clock_hz == 300e6
         assert zero.memory.vc_memory == (512 - 128 << 20, 128 << 20)    # gpu_mem=128 of 512 MB
+        assert zero.mailbox.get_board_revision() == 0x900092
     finally:
         zero.close()
 
@@ -59,7 +68,7 @@ def test_an_address_with_the_wrong_alias_bits_faults():
     # the hw backend's buffers live at the 0xC ("direct") alias; the same memory through the
     # L1+L2-cached 0x0 alias is not what the allocation was made for
     with Driver(backend="hw", board="pi3") as drv:
-        with pytest.raises(MemoryFaultError, match=r"TMU read of 4 bytes at 0x38[0-9A-F]{6} .* "
+        with pytest.raises(MemoryFaultError, match=r"TMU read of 4 bytes at 0x[0-3][0-9A-F]{7} .* "
                                                    "outside every live buffer"):
             sgemm_through(drv, a_address=lambda a: a.address & 0x3FFFFFFF)
 
@@ -133,7 +142,8 @@ def test_gpu_mem_used_up_while_loading_a_model_frees_what_it_took():
     if zoo.local_path(entry) is None:
         pytest.skip(f"mobilenet_v1 needs {entry.package}: {entry.pip}")
     # 20 MB of gpu_mem: the 6.4 MB arena fits, the 17.7 MB of weights do not
-    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi-zero"], gpu_mem_bytes=20 << 20)
+    firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi-zero"], gpu_mem_bytes=20 << 20,
+                                          has_vcsm_cma=False)
     with pytest.raises(GpuMemoryTooSmallError, match=r"cannot allocate \d+ bytes .*gpu_mem.* "
                                                      r"Fix: raise `gpu_mem=`") as info:
         vc4infer.load("mobilenet_v1", backend="hw", driver_options={"board": firmware})
@@ -169,3 +179,44 @@ def test_no_mobilenet_launch_comes_near_the_mailbox_limit_on_a_pi1(model, monkey
     with vc4infer.load(model, backend="hw", driver_options={"board": "pi1"}) as m:
         m.run(np.zeros(m.input_spec.shape, m.input_spec.dtype))
     assert len(seconds) > 20 and max(seconds) < 0.25, max(seconds)
+
+
+# --- caches at the boundary ---------------------------------------------------------------------
+
+def _cached_sgemm(skip_clean_of=None, skip_invalidate_of=None):
+    """C = A @ B through host-cached vcsm-cma mappings, with the clean of the array `skip_clean_of`
+    ("a") or the invalidate of `skip_invalidate_of` ("c") left out."""
+    backend = HwBackend(board="pi3", memory="vcsm-cma", host_cached=True)
+    clean, invalidate = backend.sync_for_gpu, backend.sync_for_cpu
+    skipped = {}
+    backend.sync_for_gpu = lambda alloc: None if alloc.bus_address == skipped.get("a") else clean(alloc)
+    backend.sync_for_cpu = lambda alloc: None if alloc.bus_address == skipped.get("c") else invalidate(alloc)
+    m, k, n = 32, 16, 16
+    rng = np.random.default_rng(2)
+    a_host, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    with Driver(backend) as drv:
+        a = drv.copy(a_host.astype(np.float32))
+        w = drv.copy(sgemm.pack_weights(b.astype(np.float32), None, m))
+        c = drv.alloc((m, n), "float32")
+        c[:] = -1.0                                  # what the host's cache holds of C before
+        skipped.update(a=a.address if skip_clean_of == "a" else None,
+                       c=c.address if skip_invalidate_of == "c" else None)
+        for lc in sgemm.build(drv, m, k, n, a.address, a.strides[0], w.address, c.address,
+                              c.strides[0]):
+            lc.run(drv)
+        return np.array(c), a_host @ b
+
+
+def test_a_cached_mapping_gives_the_right_result_with_its_syncs():
+    got, want = _cached_sgemm()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_without_the_clean_the_qpus_read_what_sdram_held():
+    got, want = _cached_sgemm(skip_clean_of="a")     # A never left the host's cache
+    assert np.all(got == 0) and np.abs(want).max() > 1
+
+
+def test_without_the_invalidate_the_host_reads_its_stale_copy():
+    got, _ = _cached_sgemm(skip_invalidate_of="c")
+    assert np.all(got == -1.0)

@@ -62,24 +62,30 @@ class GpuMemory:
         self._lock = threading.Lock()                        # Drivers in several threads
 
     # ---- allocation ---------------------------------------------------------------------------
-    def alloc(self, nbytes: int, align: int = 4096, label: str = "") -> Tuple[int, np.ndarray]:
-        """Allocate `nbytes` aligned to `align`; return (bus_address, writable uint8 view)."""
+    def alloc(self, nbytes: int, align: int = 4096, label: str = "",
+              window: Optional[Tuple[int, int]] = None) -> Tuple[int, np.ndarray]:
+        """Allocate `nbytes` aligned to `align`, within the bus-address range `window` [lo, hi) if
+        given; return (bus_address, writable uint8 view)."""
         if nbytes <= 0:
             raise DriverError(f"cannot allocate {nbytes} bytes: the size must be positive")
         if align <= 0 or align & (align - 1):
             raise DriverError(f"alignment {align} is not a power of two")
         with self._lock:
-            return self._alloc(nbytes, align, label)
+            return self._alloc(nbytes, align, label, window or (self.base, self.base + self.nbytes))
 
-    def _alloc(self, nbytes: int, align: int, label: str) -> Tuple[int, np.ndarray]:
-        start = self.base + LOW_RESERVED_BYTES
+    def _alloc(self, nbytes: int, align: int, label: str,
+               window: Tuple[int, int]) -> Tuple[int, np.ndarray]:
+        start = max(self.base + LOW_RESERVED_BYTES, window[0])
+        end = min(window[1], self.base + self.nbytes)
         for buf in sorted(self._live.values(), key=lambda b: b.bus_address):
+            if buf.end + REDZONE_BYTES <= start:
+                continue
             candidate = -(-start // align) * align
-            if candidate + nbytes + REDZONE_BYTES <= buf.bus_address:
+            if candidate + nbytes + REDZONE_BYTES <= buf.bus_address and candidate + nbytes <= end:
                 return self._place(candidate, nbytes, label)
             start = max(start, buf.end + REDZONE_BYTES)
         candidate = -(-start // align) * align
-        if candidate + nbytes > self.base + self.nbytes:
+        if candidate + nbytes > end:
             used = sum(b.nbytes for b in self._live.values())
             raise OutOfGpuMemoryError(
                 f"cannot allocate {nbytes} bytes ({label or 'unlabelled'}): the emulator's "
