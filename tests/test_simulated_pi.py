@@ -35,12 +35,13 @@ def _top5(args):
     return [line.split(None, 2)[1:] for line in result.output.splitlines() if re.match(r"\s+\d\.", line)]
 
 
-def test_classify_on_a_simulated_pi3_gives_the_neon_top5(monkeypatch):
+@pytest.mark.parametrize("board", ["pi3", "pi-zero:no-vcsm"])
+def test_classify_on_a_simulated_board_gives_the_neon_top5(monkeypatch, board):
     entry = zoo.get("mobilenet_v2")
     if zoo.local_path(entry) is None:
         pytest.skip(f"mobilenet_v2 needs {entry.package}: {entry.pip}")
     neon = _top5(["--model", "mobilenet_v2", "--backend", "neon"])
-    monkeypatch.setenv(simboard.ENV_VAR, "pi3")
+    monkeypatch.setenv(simboard.ENV_VAR, board)
     hw = _top5(["--model", "mobilenet_v2", "--backend", "hw"])
     assert [row[1].split()[0] for row in hw] == [row[1].split()[0] for row in neon]   # classes
     assert len(hw) == 5
@@ -78,6 +79,8 @@ def test_bench_on_a_simulated_board_models_what_the_emulator_does(monkeypatch, t
 @pytest.mark.parametrize("board, says, code", [
     ("pi3:kms", "the firmware refused to power on the QPUs", 5),
     ("pi-zero:gpu_mem=20:no-vcsm", "gpu_mem is too small or used up. Fix: raise `gpu_mem=`", 5),
+    ("pi3:cma=20", "the CMA pool cannot hold 17698816 bytes for array#2 uint8[17696064]. Fix: "
+                   "enlarge it with `dtoverlay=cma,cma-256`", 5),
 ])
 def test_a_board_fault_is_one_line_with_its_fix(monkeypatch, board, says, code):
     entry = zoo.get("mobilenet_v1")

@@ -107,8 +107,8 @@ class SimulatedBoardError(ValueError):
 #: kernel architecture option -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
 #: by default; ":arm64" for the 64-bit one)
 POINTER_SIZES = {"armhf": 4, "arm64": 8}
-BOARD_OPTIONS = ("':arm64' (a 64-bit kernel), ':gpu_mem=MB', ':kms' (the vc4 DRM driver holds "
-                 "the V3D), ':no-vcsm' (no /dev/vcsm-cma: GPU memory from gpu_mem)")
+BOARD_OPTIONS = ("':arm64' (a 64-bit kernel), ':gpu_mem=MB', ':cma=MB', ':kms' (the vc4 DRM "
+                 "driver holds the V3D), ':no-vcsm' (no /dev/vcsm-cma: GPU memory from gpu_mem)")
 
 
 def firmware_for(name: str) -> "SimulatedFirmware":
@@ -120,8 +120,10 @@ def firmware_for(name: str) -> "SimulatedFirmware":
         key, _, value = option.partition("=")
         if key in POINTER_SIZES and not value:
             settings["pointer_size"] = POINTER_SIZES[key]
-        elif key == "gpu_mem" and value.isdigit() and 16 <= int(value) <= 512:
+        elif key == "gpu_mem" and value.isdigit() and 16 <= int(value) <= 256:
             settings["gpu_mem_bytes"] = int(value) << 20
+        elif key == "cma" and value.isdigit() and 1 <= int(value) <= 256:
+            settings["cma_bytes"] = int(value) << 20
         elif key == "kms" and not value:
             settings["refuse_qpu_enable"] = True
         elif key == "no-vcsm" and not value:
@@ -153,6 +155,7 @@ class SimulatedFirmware:
     #: failure modes a test or a demonstration can switch on
     refuse_qpu_enable: bool = False       # what the firmware does when the vc4 DRM driver owns the V3D
     has_vcsm_cma: bool = True             # the kernel has /dev/vcsm-cma (Raspberry Pi OS since 2020)
+    cma_bytes: int = CMA_BYTES
     handles: Dict[int, _Handle] = field(default_factory=dict)
     last_stats: Optional[LaunchStats] = None
 
@@ -172,7 +175,7 @@ class SimulatedFirmware:
         self.memory = GpuMemory(ram, base=EMULATOR_ALIAS,
                                 data=np.frombuffer(self._sdram_view, dtype=np.uint8))
         self.gpu_window = (EMULATOR_ALIAS + self.vc_base, EMULATOR_ALIAS + ram)
-        self.cma_window = (EMULATOR_ALIAS + max(0, self.vc_base - CMA_BYTES), self.gpu_window[0])
+        self.cma_window = (EMULATOR_ALIAS + max(0, self.vc_base - self.cma_bytes), self.gpu_window[0])
         self.vcsm_cma = SimulatedVcsmCma(self) if self.has_vcsm_cma else None
         from .emu import _disassembled
         self.machine = Machine(self.memory, clock_hz=self.spec.v3d_hz,

@@ -134,7 +134,8 @@ def test_kms_holding_the_v3d_is_one_error_with_its_fix():
     with pytest.raises(QpuEnableRefusedError, match=r"vc4 DRM driver owns the V3D \(fix: .*"
                                                     r"dtoverlay=vc4-kms-v3d"):
         Driver(backend="hw", board=firmware)
-    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
+    assert not firmware.qpu_enabled
 
 
 def test_gpu_mem_used_up_while_loading_a_model_frees_what_it_took():
@@ -151,13 +152,25 @@ def test_gpu_mem_used_up_while_loading_a_model_frees_what_it_took():
     assert firmware.live_handles() == {} and not firmware.qpu_enabled
 
 
+def test_the_cma_pool_used_up_while_loading_a_model_frees_what_it_took():
+    entry = zoo.get("mobilenet_v1")
+    if zoo.local_path(entry) is None:
+        pytest.skip(f"mobilenet_v1 needs {entry.package}: {entry.pip}")
+    firmware = simboard.firmware_for("pi3:cma=20")
+    with pytest.raises(GpuMemoryTooSmallError, match=r"the CMA pool cannot hold \d+ bytes"):
+        vc4infer.load("mobilenet_v1", backend="hw", driver_options={"board": firmware})
+    assert firmware.live_cma_blocks() == 0 and not firmware.qpu_enabled
+
+
 def test_a_launch_that_times_out_leaves_nothing_allocated():
     firmware = simboard.SimulatedFirmware(simboard.BOARDS["pi1"])
     with Driver(backend="hw", board=firmware) as drv:
         drv.alloc((1024,), "float32")
         with pytest.raises(LaunchTimeoutError):
             drv.execute(1, drv.program(spin, 50_000), [0], timeout=0.001)
-    assert firmware.live_handles() == {} and not firmware.qpu_enabled
+        assert firmware.live_cma_blocks() > 0
+    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
+    assert not firmware.qpu_enabled
 
 
 @pytest.mark.parametrize("model", ["mobilenet_v1", "mobilenet_v2"])
