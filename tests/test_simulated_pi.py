@@ -92,3 +92,11 @@ def test_a_board_fault_is_one_line_with_its_fix(monkeypatch, board, says, code):
     assert result.exit_code == code, result.output
     assert result.output.count("\n") == 1 and says in result.output
     assert "Traceback" not in result.output
+
+
+def test_selftest_on_a_board_whose_v3d_the_kernel_holds_is_one_line_with_exit_code_5(monkeypatch):
+    monkeypatch.setenv(simboard.ENV_VAR, "pi3:kms")
+    result = CliRunner().invoke(main, ["selftest", "--backend", "hw", "--quick"])
+    assert result.exit_code == 5, result.output
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("Error: cannot open the hw backend: the firmware refused")

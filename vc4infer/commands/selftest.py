@@ -103,7 +103,8 @@ def _open_driver(backend: str, clock_hz: float):
     try:
         return Driver(backend=backend, **options)
     except DriverError as exc:
-        raise click.ClickException(f"cannot open the {backend} backend: {exc}") from exc
+        from vc4infer.cli import fail
+        fail(exc, f"cannot open the {backend} backend: {exc}")
 
 
 def _backend_line(drv, requested: str, clock_mhz: str) -> str:
