@@ -11,6 +11,8 @@ import errno
 import os
 import struct
 
+from hostside.driver import simboard
+
 VCIO_IOCTL = {4: 0xC0046400, 8: 0xC0086400}     # spec §13.2, from _IOWR(100, 0, char *)
 
 # tag -> (request words, response words), spec §13.3
@@ -28,14 +30,8 @@ TAGS = {
     0x00010002: (0, 1),   # get board revision
 }
 
-# Top two bits of the bus address per mem_alloc cache flags (bits 3:2), as librpimemmgr observed
-# them (spec §13.5): BCM2836/7 NORMAL 0b00, DIRECT 0b11, COHERENT / L1_NONALLOCATING 0b10;
-# BCM2835 NORMAL 0b00, DIRECT 0b01, COHERENT 0b10, L1_NONALLOCATING 0b11.
-ALIAS = {
-    "BCM2835": {0: 0x00000000, 1: 0x40000000, 2: 0x80000000, 3: 0xC0000000},
-    "BCM2837": {0: 0x00000000, 1: 0xC0000000, 2: 0x80000000, 3: 0x80000000},
-}
-ALIAS["BCM2836"] = ALIAS["BCM2837"]
+# Top two bits of the bus address per mem_alloc cache flags (bits 3:2): the simulated board's table
+ALIAS = simboard.ALIAS_BY_CACHE_FLAGS
 
 
 class MalformedBuffer(AssertionError):
