@@ -100,3 +100,15 @@ def test_selftest_on_a_board_whose_v3d_the_kernel_holds_is_one_line_with_exit_co
     assert result.exit_code == 5, result.output
     assert result.output.count("\n") == 1
     assert result.output.startswith("Error: cannot open the hw backend: the firmware refused")
+
+
+def test_info_describes_the_simulated_board(monkeypatch):
+    monkeypatch.setenv(simboard.ENV_VAR, "pi-zero:no-vcsm")
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Simulated: pi-zero:no-vcsm (VC4INFER_SIMULATED_BOARD)" in text
+    assert "Board: Raspberry Pi Zero Rev 1.2 (type Zero, revision 900092)" in text
+    assert "V3D clock: 300 MHz now" in text and "the firmware reports 128 MB" in text
+    assert "/dev/vcsm-cma missing" in text
+    assert "Backend hw: usable (GPU memory via mailbox + /dev/mem)" in text and "auto picks: hw" in text

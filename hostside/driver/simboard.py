@@ -301,6 +301,8 @@ class SimulatedFirmware:
                          ram_bytes=ram, compatible=self.spec.compatible,
                          machine="ARMv7 Processor (simulated)",
                          gpu_mem_mb=self.gpu_mem_bytes >> 20, config_path="/boot/config.txt",
+                         cma_total_bytes=self.cma_bytes, cma_free_bytes=self.cma_bytes - sum(
+                             b.size for b in (self.vcsm_cma.blocks.values() if self.vcsm_cma else ())),
                          devices={"vcio": (True, True), "mem": (True, True),
                                   "vcsm-cma": (self.has_vcsm_cma, self.has_vcsm_cma)})
 

@@ -15,12 +15,15 @@ def _mb(nbytes: Optional[int]) -> str:
     return "?" if nbytes is None else f"{nbytes / MB:.0f} MB"
 
 
-def _firmware_facts(root: str) -> Tuple[Optional[float], Optional[float], Optional[int], str]:
-    """(V3D Hz, max V3D Hz, GPU memory bytes, note) from the mailbox; Nones when it cannot be asked."""
+def _firmware_facts(root: str, simulated=None
+                    ) -> Tuple[Optional[float], Optional[float], Optional[int], str]:
+    """(V3D Hz, max V3D Hz, GPU memory bytes, note) from the mailbox (of the `simulated` firmware
+    if given); Nones when it cannot be asked."""
     from hostside.driver.errors import DriverError
     from hostside.driver.mailbox import CLOCK_V3D, Mailbox, VcioDevice
     try:
-        mbox = Mailbox(VcioDevice(os.path.join(root, "dev", "vcio")))
+        mbox = (Mailbox(simulated, pointer_size=simulated.pointer_size) if simulated is not None
+                else Mailbox(VcioDevice(os.path.join(root, "dev", "vcio"))))
     except DriverError as exc:
         return None, None, None, str(exc).split(":")[0]
     try:
@@ -34,11 +37,22 @@ def _firmware_facts(root: str) -> Tuple[Optional[float], Optional[float], Option
 
 def collect(root: str = "/") -> List[Tuple[str, str]]:
     """The report as (heading, text) rows."""
+    from hostside.driver import simboard
     from hostside.driver.board import UDEV_RULES, UDEV_RULES_PATH, detect_board, hw_blocker
     from hostside.driver.selection import emu_status
 
-    info = detect_board(root)
     rows: List[Tuple[str, str]] = []
+    simulated = None
+    name = os.environ.get(simboard.ENV_VAR)
+    if name:
+        try:
+            simulated = simboard.firmware_for(name)
+        except simboard.SimulatedBoardError as exc:
+            rows.append(("Simulated", f"not usable: {exc}"))
+        else:
+            rows.append(("Simulated", f"{name} ({simboard.ENV_VAR}): the hw backend runs on a "
+                                      "simulated board, its times modelled by the emulator"))
+    info = simulated.board_info() if simulated is not None else detect_board(root)
     if not info.is_raspberry_pi:
         rows.append(("Machine", f"not a Raspberry Pi ({info.machine or 'unknown CPU'})"))
     else:
@@ -48,7 +62,7 @@ def collect(root: str = "/") -> List[Tuple[str, str]]:
         rows.append(("SoC", f"{info.soc or '?'} ({gpu})"))
         rows.append(("RAM", _mb(info.ram_bytes)))
         if info.has_videocore_iv:
-            hz, max_hz, vc_bytes, note = _firmware_facts(root)
+            hz, max_hz, vc_bytes, note = _firmware_facts(root, simulated)
             rows.append(("V3D clock", f"{hz / 1e6:.0f} MHz now, {max_hz / 1e6:.0f} MHz max (firmware)"
                          if hz else f"unknown: {note}"))
             configured = (f"gpu_mem={info.gpu_mem_mb} in {info.config_path}" if info.gpu_mem_mb
