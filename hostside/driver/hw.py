@@ -252,20 +252,26 @@ class HwBackend(Backend):
 
     def close(self) -> None:
         """Release every block, power the QPUs down, close the devices. Idempotent; keeps going
-        past failures and reports the first at the end."""
+        past failures, tries a block whose release failed once more (a mailbox call that timed
+        out may answer the next time), and reports the first failure at the end."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             errors = []
             with sigint_deferred():
-                for allocation in list(self._allocations.values()) + [self._control]:
-                    if allocation is None or self.memory is None:
-                        continue
-                    try:
-                        self.memory.free(allocation)
-                    except Exception as exc:
-                        errors.append(exc)
+                blocks = [a for a in list(self._allocations.values()) + [self._control]
+                          if a is not None and self.memory is not None]
+                for attempt in range(2):          # a call that timed out once may answer now
+                    failed = []
+                    for allocation in blocks:
+                        try:
+                            self.memory.free(allocation)
+                        except Exception as exc:
+                            failed.append(allocation)
+                            if attempt == 0:
+                                errors.append(exc)     # reported even when the retry succeeds
+                    blocks = failed
                 self._allocations.clear()
                 self._control = None
                 for step in (lambda: self.memory and self.memory.close(),

@@ -155,6 +155,9 @@ class SimulatedFirmware:
     #: failure modes a test or a demonstration can switch on
     refuse_qpu_enable: bool = False       # what the firmware does when the vc4 DRM driver owns the V3D
     has_vcsm_cma: bool = True             # the kernel has /dev/vcsm-cma (Raspberry Pi OS since 2020)
+    #: fault injection: the property call with this number (0, 1, ... in the order they come)
+    #: fails as the kernel fails a mailbox call whose answer does not come (ETIMEDOUT)
+    fail_call: Optional[int] = None
     cma_bytes: int = CMA_BYTES
     handles: Dict[int, _Handle] = field(default_factory=dict)
     last_stats: Optional[LaunchStats] = None
@@ -181,6 +184,7 @@ class SimulatedFirmware:
         self.machine = Machine(self.memory, clock_hz=self.spec.v3d_hz,
                                describe_instruction=_disassembled)
         self.qpu_enabled = False
+        self.calls_made = 0
         #: the latest property calls as (tag, request values), for inspection
         self.recent_calls: Deque[Tuple[int, Tuple[int, ...]]] = collections.deque(maxlen=RECENT_CALLS)
         self.next_handle = 1
@@ -194,6 +198,9 @@ class SimulatedFirmware:
         """One property call: parse the buffer (spec §13.2), answer every tag in place."""
         if self.closed:
             raise OSError(errno.EBADF, "Bad file descriptor (the simulated /dev/vcio was closed)")
+        self.calls_made += 1
+        if self.fail_call == self.calls_made - 1:
+            raise OSError(errno.ETIMEDOUT, "Connection timed out (fault injected)")
         if request != mb.mbox_property_ioctl_number(self.pointer_size):
             raise OSError(errno.ENOTTY, f"ioctl 0x{request:08x} is not this kernel's "
                                         "IOCTL_MBOX_PROPERTY (pointer size mismatch?)")

@@ -233,3 +233,35 @@ def test_without_the_clean_the_qpus_read_what_sdram_held():
 def test_without_the_invalidate_the_host_reads_its_stale_copy():
     got, _ = _cached_sgemm(skip_invalidate_of="c")
     assert np.all(got == -1.0)
+
+
+# --- fault injection: every mailbox call of a session, failed in turn ---------------------------
+
+def _session(firmware):
+    """Open a Driver on `firmware`, run one SGEMM, close: what a short job does."""
+    with Driver(backend="hw", board=firmware, memory="mailbox") as drv:
+        sgemm_through(drv, m=20, k=8, n=20)
+
+
+def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean():
+    """Count the property calls of a clean session; then fail each one in turn (ETIMEDOUT, as the
+    kernel reports a firmware that does not answer). Every run ends in one DriverError or in
+    success, and afterwards the firmware holds no handle and the QPUs are powered down."""
+    clean = simboard.firmware_for("pi3")
+    _session(clean)
+    calls = clean.calls_made
+    assert calls > 10
+    outcomes = []
+    for i in range(calls):
+        firmware = simboard.firmware_for("pi3")
+        firmware.fail_call = i
+        try:
+            _session(firmware)
+            outcomes.append("ok")
+        except DriverError as exc:
+            assert "\n" not in str(exc)
+            outcomes.append(type(exc).__name__)
+        leaked = firmware.live_handles()
+        assert leaked == {}, (i, clean.recent_calls[i], outcomes[-1], leaked)
+        assert not firmware.qpu_enabled or outcomes[-1] != "ok", (i, clean.recent_calls[i])
+    assert "ok" in outcomes and len(set(outcomes)) > 2, outcomes
