@@ -344,11 +344,21 @@ class VcsmCmaMemory(GpuMemory):
 
     def sync_for_gpu(self, allocation: Allocation) -> None:
         if self.cached == VC_SM_CMA_CACHE_HOST:
-            self.device.sync(allocation.handle.key, DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW)
+            self._sync(allocation, DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "clean (before the launch)")
 
     def sync_for_cpu(self, allocation: Allocation) -> None:
         if self.cached == VC_SM_CMA_CACHE_HOST:
-            self.device.sync(allocation.handle.key, DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW)
+            self._sync(allocation, DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "invalidate (after it)")
+
+    def _sync(self, allocation: Allocation, flags: int, what: str) -> None:
+        try:
+            self.device.sync(allocation.handle.key, flags)
+        except OSError as exc:
+            raise DriverError(
+                f"the kernel refused the cache {what} of the {allocation.nbytes}-byte vcsm-cma block "
+                f"at 0x{allocation.bus_address:08x} ({exc.strerror or exc}); the data the QPUs and "
+                "the host see may differ. Retry, or open the Driver without host-cached memory "
+                "(cache_mode without CACHE_HOST).") from exc
 
     def close(self) -> None:
         self.device.close()

@@ -342,6 +342,9 @@ class SimulatedVcsmCma(VcsmCmaDevice):
     def __init__(self, firmware: SimulatedFirmware):
         self.firmware = firmware
         self.blocks: Dict[int, _CmaBlock] = {}          # bus address -> block
+        #: fault injection: the ioctl with this number (0, 1, ...) fails with EIO
+        self.fail_call: Optional[int] = None
+        self.calls_made = 0
         super().__init__(path="/dev/vcsm-cma (simulated)")
 
     def open_path(self, path: str) -> int:
@@ -349,6 +352,9 @@ class SimulatedVcsmCma(VcsmCmaDevice):
 
     def ioctl(self, fd: int, request: int, buf: bytearray) -> None:
         self.collect()
+        self.calls_made += 1
+        if self.fail_call == self.calls_made - 1:
+            raise OSError(errno.EIO, "Input/output error (fault injected)")
         if request == VCSM_IOCTL_MEM_ALLOC and fd == self.fd:
             size, num, cached, _, name = VCSM_ALLOC_STRUCT.unpack(bytes(buf))[:5]
             block = self._alloc(size, cached, name.rstrip(b"\0").decode(errors="replace"))

@@ -265,3 +265,25 @@ def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean():
         assert leaked == {}, (i, clean.recent_calls[i], outcomes[-1], leaked)
         assert not firmware.qpu_enabled or outcomes[-1] != "ok", (i, clean.recent_calls[i])
     assert "ok" in outcomes and len(set(outcomes)) > 2, outcomes
+
+
+@pytest.mark.parametrize("host_cached", [False, True])
+def test_every_vcsm_cma_call_failing_in_turn_leaves_the_board_clean(host_cached):
+    """The same over /dev/vcsm-cma's ioctls (allocations, and with a cached mapping the syncs):
+    one DriverError or success, and afterwards no CMA block held and the QPUs off."""
+    def session(firmware):
+        with Driver(backend="hw", board=firmware, memory="vcsm-cma", host_cached=host_cached) as drv:
+            sgemm_through(drv, m=20, k=8, n=20)
+
+    clean = simboard.firmware_for("pi-zero")
+    session(clean)
+    calls = clean.vcsm_cma.calls_made
+    assert calls >= (10 if host_cached else 4)
+    for i in range(calls):
+        firmware = simboard.firmware_for("pi-zero")
+        firmware.vcsm_cma.fail_call = i
+        try:
+            session(firmware)
+        except DriverError as exc:
+            assert "\n" not in str(exc) and "fault injected" in str(exc), (i, exc)
+        assert firmware.live_cma_blocks() == 0 and not firmware.qpu_enabled, i
