@@ -14,7 +14,6 @@ step, copy the outputs out.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
@@ -317,8 +316,8 @@ def resolve_backend(backend: str) -> tuple:
     if backend != "auto":
         return backend, "requested"
     from hostside.driver import simboard
-    if os.environ.get(simboard.ENV_VAR):
-        return "hw", f"a simulated {os.environ[simboard.ENV_VAR]} ({simboard.ENV_VAR})"
+    if simboard.requested():
+        return "hw", f"a simulated {simboard.requested()} ({simboard.ENV_VAR})"
     from hostside.driver.board import detect_board, hw_blocker
     blocker = hw_blocker(detect_board())
     if blocker is None:

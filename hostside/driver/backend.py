@@ -33,6 +33,8 @@ class Backend(abc.ABC):
     #: whether launch times are modelled by the emulator's timing model (emu, and hw on a
     #: simulated board) rather than measured on a V3D
     modelled: bool = False
+    #: the V3D clock launches run at (emu: are modelled at), when the backend knows it
+    clock_hz: Optional[float] = None
     #: longest a single execute may run before the platform gives up (hw: the firmware's
     #: mailbox timeout); None where there is no such limit. The scheduler keeps launches under it.
     max_launch_seconds: Optional[float] = None

@@ -306,8 +306,7 @@ class Driver:
     @property
     def clock_hz(self) -> Optional[float]:
         """The V3D clock the launches run at (emu: are modelled at), when the backend knows it."""
-        return getattr(self._backend, "clock_hz", None) or getattr(
-            getattr(self._backend, "machine", None), "clock_hz", None)
+        return self._backend.clock_hz
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self._data_used}/{self.data_area_size} data bytes"

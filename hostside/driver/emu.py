@@ -64,6 +64,11 @@ class EmuBackend(Backend):
         self.v3d = EmulatedV3D()
         self._closed = False
 
+    @property
+    def clock_hz(self) -> float:
+        """The V3D clock the timing model assumes."""
+        return self.machine.clock_hz
+
     def _check_open(self) -> None:
         if self._closed:
             raise DriverClosedError("the emu backend was closed; create a new one")

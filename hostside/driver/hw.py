@@ -106,13 +106,10 @@ class HwBackend(Backend):
             raise DriverError(f"memory={memory!r}: choose 'auto', 'vcsm-cma' or 'mailbox'")
         #: the simulated board's firmware when this backend runs on one (hostside.driver.simboard)
         self.simulated: Optional[simboard.SimulatedFirmware] = None
-        name = board if isinstance(board, str) else (
-            os.environ.get(simboard.ENV_VAR) if board is None and mailbox is None else None)
+        asks = isinstance(board, str) or (board is None and mailbox is None)
+        name = simboard.requested(board) if asks else None
         if name:
-            try:
-                self.simulated = simboard.firmware_for(name)
-            except simboard.SimulatedBoardError as exc:
-                raise DriverError(str(exc)) from None
+            self.simulated = simboard.firmware_for(name)
         elif isinstance(board, simboard.SimulatedFirmware):   # one set up by the caller
             self.simulated = board
         if self.simulated is not None:

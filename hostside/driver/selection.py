@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import logging
 from typing import Any, Dict, Optional, Tuple, Type
 
@@ -82,8 +81,8 @@ def open_backend(spec: Any, options: Dict[str, Any],
         raise DriverError(f"backend options {sorted(unknown)} are known to neither the hw nor the "
                           "emu backend")
     from . import simboard
-    simulated = options.get("board") or os.environ.get(simboard.ENV_VAR)
-    if isinstance(simulated, str) and simulated:
+    simulated = simboard.requested(options.get("board"))
+    if simulated:
         backend = HwBackend(**_accepted(HwBackend, options, emu_cls))
         return backend, "hw", f"a simulated {simulated} board"
     board = detect_board(options.get("root", root))

@@ -38,8 +38,7 @@ from typing import Deque, Dict, Optional, Tuple
 
 import numpy as np
 
-from vc4infer.device import LaunchStats, OutOfGpuMemoryError
-from vc4infer.emu.machine import Machine
+from vc4infer.device import DriverError, LaunchStats, OutOfGpuMemoryError
 from vc4infer.emu.memory import GpuMemory
 
 from . import mailbox as mb
@@ -100,8 +99,14 @@ BOARDS: Dict[str, BoardSpec] = {
 }
 
 
-class SimulatedBoardError(ValueError):
+class SimulatedBoardError(DriverError, ValueError):
     """An unknown simulated board name or option."""
+
+
+def requested(board: object = None) -> Optional[str]:
+    """The name of the simulated board asked for: `board` when it is a name, else the
+    VC4INFER_SIMULATED_BOARD environment variable; None for a real board."""
+    return board if isinstance(board, str) and board else (os.environ.get(ENV_VAR) or None)
 
 
 #: kernel architecture option -> the pointer size of its ioctl numbers (32-bit Raspberry Pi OS
@@ -180,6 +185,8 @@ class SimulatedFirmware:
         self.gpu_window = (EMULATOR_ALIAS + self.vc_base, EMULATOR_ALIAS + ram)
         self.cma_window = (EMULATOR_ALIAS + max(0, self.vc_base - self.cma_bytes), self.gpu_window[0])
         self.vcsm_cma = SimulatedVcsmCma(self) if self.has_vcsm_cma else None
+        from vc4infer.emu.machine import Machine    # the emulator only where a board is simulated
+
         from .emu import _disassembled
         self.machine = Machine(self.memory, clock_hz=self.spec.v3d_hz,
                                describe_instruction=_disassembled)

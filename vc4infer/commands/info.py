@@ -43,7 +43,7 @@ def collect(root: str = "/") -> List[Tuple[str, str]]:
 
     rows: List[Tuple[str, str]] = []
     simulated = None
-    name = os.environ.get(simboard.ENV_VAR)
+    name = simboard.requested()
     if name:
         try:
             simulated = simboard.firmware_for(name)
