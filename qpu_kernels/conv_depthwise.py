@@ -54,7 +54,6 @@ TAP_ORDER = (4, 1, 7, 0, 3, 6, 2, 5, 8)
 ROW_VARIANTS = 4
 #: words per channel block and variant in the packed weights: 9 tap vectors and the bias vector
 BLOCK_WORDS = (TAPS + 1) * LANES
-HEADER_WORDS = 5
 RECORD_WORDS = 11
 #: TMU requests in flight per TMU FIFO (the depth that is reliable on hardware, spec section 11)
 TMU_DEPTH = 4
