@@ -1,6 +1,8 @@
 """The timing model on programs whose cycle counts follow by hand from timing.py's parameters:
 4 cycles per instruction, VPM read setup latency, VDW start-up + bytes / rate through the shared
-engine and SDRAM, TMU hit latency and SDRAM line fills; stalls reported by cause."""
+engine and SDRAM, TMU hit latency and SDRAM line fills; stalls reported by cause. Each program's
+code comes from SDRAM a 64-byte line (8 instructions) at a time, through its slice's empty
+instruction cache (test_qic.py)."""
 import math
 
 import numpy as np
@@ -17,6 +19,22 @@ def n_words(kernel, *args):
     return len(assemble(kernel, *args)) // 8
 
 
+def dram_line(start, dram_free, clock_hz):
+    """(ready cycle, new SDRAM-free cycle) of one 64-byte line fetched from SDRAM at `start`."""
+    per_byte = clock_hz / timing.DRAM_BYTES_PER_SECOND
+    begin = max(start, dram_free)
+    return begin + timing.DRAM_LATENCY_SECONDS * clock_hz + 64 * per_byte, begin + 64 * per_byte
+
+
+def line_fill(clock_hz=250e6):
+    """Cycles a lone QPU waits for a line from an idle SDRAM (a code, uniform or TMU line)."""
+    return math.ceil(dram_line(0, 0.0, clock_hz)[0])
+
+
+def code_lines(kernel, *args):
+    return math.ceil(n_words(kernel, *args) / 8)
+
+
 @qpu
 def straight_line(asm, n):
     for _ in range(n):
@@ -29,10 +47,11 @@ def test_straight_line_code_issues_every_four_cycles(clock_hz):
     rig = Rig(clock_hz=clock_hz)
     stats = rig.run(rig.program(straight_line, 10), [[]])
     n = n_words(straight_line, 10)
+    fetch = code_lines(straight_line, 10) * line_fill(clock_hz)
     assert stats.instructions == (n,)
-    assert stats.cycles == (ISSUE * n,)
-    assert stats.modelled_seconds == pytest.approx(ISSUE * n / clock_hz)
-    assert sum(stats.stalls.values()) == 0
+    assert stats.cycles == (ISSUE * n + fetch,)
+    assert stats.modelled_seconds == pytest.approx((ISSUE * n + fetch) / clock_hz)
+    assert stats.stalls["instruction_fetch"] == sum(stats.stalls.values()) == fetch
 
 
 @qpu
@@ -47,14 +66,8 @@ def test_vpm_read_right_after_setup_stalls_until_the_data_is_there():
     stats = rig.run(rig.program(early_vpm_read), [[]])
     stall = timing.VPM_READ_SETUP_CYCLES - ISSUE
     assert stats.stalls["vpm_read"] == stall
-    assert stats.cycles == (ISSUE * n_words(early_vpm_read) + stall,)
-
-
-def dram_line(start, dram_free, clock_hz):
-    """(ready cycle, new SDRAM-free cycle) of one 64-byte line fetched from SDRAM at `start`."""
-    per_byte = clock_hz / timing.DRAM_BYTES_PER_SECOND
-    begin = max(start, dram_free)
-    return begin + timing.DRAM_LATENCY_SECONDS * clock_hz + 64 * per_byte, begin + 64 * per_byte
+    assert stats.stalls["instruction_fetch"] == line_fill()                 # one code line
+    assert stats.cycles == (ISSUE * n_words(early_vpm_read) + stall + line_fill(),)
 
 
 @qpu
@@ -67,14 +80,12 @@ def read_uniforms(asm, n):
 def test_uniform_stream_pays_for_each_new_line():
     rig = Rig()
     stats = rig.run(rig.program(read_uniforms, 17), [list(range(17))])
-    first, dram_free = dram_line(0, 0.0, 250e6)                   # read 0 enters line 0
-    stall0 = math.ceil(first)
-    issue16 = stall0 + 16 * ISSUE                                 # read 16 enters line 1
-    second, _ = dram_line(issue16, dram_free, 250e6)
-    stall1 = math.ceil(second - issue16)
-    assert stats.stalls["uniforms"] == stall0 + stall1
+    # reads 0 and 16 enter uniform lines 0 and 1, instructions 0, 8 and 16 code lines 0, 1 and
+    # 2: one SDRAM fill at a time, each while the QPU waits for it
+    assert stats.stalls["uniforms"] == 2 * line_fill()
+    assert stats.stalls["instruction_fetch"] == 3 * line_fill()
     assert stats.extra["uniform_lines"] == 2 and stats.extra["uniform_l2_misses"] == 2
-    assert stats.cycles == (ISSUE * n_words(read_uniforms, 17) + stall0 + stall1,)
+    assert stats.cycles == (ISSUE * n_words(read_uniforms, 17) + 5 * line_fill(),)
 
 
 @qpu
@@ -102,19 +113,27 @@ def test_dma_store_time_and_the_shared_engine(clock_hz):
     rig = Rig(clock_hz=clock_hz)
     outs = [rig.buffer(64, f"out{i}") for i in range(2)]
     stats = rig.run(rig.program(one_row_store), [[outs[0]], [outs[1]]])
-    n = n_words(one_row_store)
-    # both QPUs read their uniform at cycle 0 (QPU 0 first): two SDRAM line fetches
-    ready0, dram = dram_line(0, 0.0, clock_hz)
-    ready1, dram = dram_line(0, dram, clock_hz)
+    # both QPUs (slice 0) start on code line 0: QPU 0's fill, which QPU 1 waits for too
+    code_ready, dram = dram_line(0, 0.0, clock_hz)
+    fetched = math.ceil(code_ready)
+    # both read their uniform then (QPU 0 first): two SDRAM line fetches
+    ready0, dram = dram_line(fetched, dram, clock_hz)
+    ready1, dram = dram_line(fetched, dram, clock_hz)
     after = [math.ceil(ready0) + ISSUE, math.ceil(ready1) + ISSUE]
     starts = [a + 3 * ISSUE for a in after]                       # start_dma_store issues
     end0, engine, dram = _store(starts[0], 0.0, dram, 64, clock_hz)
     end1, engine, dram = _store(starts[1], engine, dram, 64, clock_hz)   # queued behind QPU 0's
     ends = [math.ceil(end0), math.ceil(end1)]
     waits = [s + ISSUE for s in starts]
-    assert list(stats.cycles) == [e + (n - 5) * ISSUE for e in ends]
+    # instruction 8 (the thread end's second delay slot) enters code line 1: QPU 0 fetches it
+    # once the SDRAM is free of the stores; QPU 1, later, waits for the rest of that fill
+    line1 = [e + 3 * ISSUE for e in ends]
+    line1_ready, _ = dram_line(line1[0], dram, clock_hz)
+    fetch_waits = [math.ceil(line1_ready) - line1[0], max(0, math.ceil(line1_ready) - line1[1])]
+    assert list(stats.cycles) == [t + w + 2 * ISSUE for t, w in zip(line1, fetch_waits)]
     assert stats.stalls["dma_store_wait"] == sum(e - w for e, w in zip(ends, waits))
-    assert stats.stalls["uniforms"] == math.ceil(ready0) + math.ceil(ready1)
+    assert stats.stalls["uniforms"] == math.ceil(ready0) + math.ceil(ready1) - 2 * fetched
+    assert stats.stalls["instruction_fetch"] == 2 * fetched + sum(fetch_waits)
     assert stats.dma_store_bytes == 128 and stats.dma_load_bytes == 0
 
 
@@ -165,7 +184,8 @@ def test_tmu_miss_then_hit_latency():
     rig = Rig(clock_hz=clock)
     data = rig.buffer(np.arange(16, dtype=np.uint32))     # 4096-aligned: one cache line
     stats = rig.run(rig.program(one_tmu_read), [[data]])
-    ready, dram = dram_line(0, 0.0, clock)
+    code_ready, dram = dram_line(0, 0.0, clock)           # code line 0, then the uniform's line
+    ready, dram = dram_line(math.ceil(code_ready), dram, clock)
     request = math.ceil(ready) + 3 * ISSUE                # cycle of the first TMU write
     line_ready, _ = dram_line(request, dram, clock)
     miss_ready = math.ceil(max(request + timing.TMU_HIT_LATENCY_CYCLES, line_ready))
@@ -173,8 +193,11 @@ def test_tmu_miss_then_hit_latency():
     second_stall = timing.TMU_HIT_LATENCY_CYCLES - ISSUE
     assert stats.stalls["tmu"] == first_stall + second_stall
     assert stats.extra["tmu_l1_misses"] == 1 and stats.extra["tmu_l2_misses"] == 1
-    assert stats.tmu_bytes == 128 and stats.extra["dram_bytes"] == 128   # the TMU line + uniforms
-    assert stats.cycles == (ISSUE * n_words(one_tmu_read) + math.ceil(ready) + first_stall + second_stall,)
+    # the TMU line, the uniforms' line and two code lines (code line 1 from instruction 8 on)
+    assert stats.tmu_bytes == 128 and stats.extra["dram_bytes"] == 4 * 64
+    assert stats.stalls["instruction_fetch"] == math.ceil(code_ready) + line_fill(clock)
+    assert stats.cycles == (ISSUE * n_words(one_tmu_read) + math.ceil(ready) + first_stall + second_stall
+                            + line_fill(clock),)
 
 
 @qpu
@@ -186,14 +209,53 @@ def mutex_section(asm):
     exit()
 
 
-def test_mutex_wait_is_the_holders_remaining_time():
+def test_mutex_wait_is_the_holders_remaining_time_and_one_slot():
     rig = Rig()
     stats = rig.run(rig.program(mutex_section), [[], []])
     n = n_words(mutex_section)
-    # QPU 0 takes it at cycle 0 and releases it at cycle 12; QPU 1 retries at 13
-    assert stats.cycles[0] == ISSUE * n
-    assert stats.stalls["mutex"] == 13
-    assert stats.cycles[1] == 13 + ISSUE * n
+    # both fetch the one code line; QPU 0 takes the mutex then and releases it 12 cycles later;
+    # QPU 1 issues again one instruction slot after the release
+    start = line_fill()
+    wait = 12 + timing.SYNC_WAKE_CYCLES
+    assert stats.cycles[0] == start + ISSUE * n
+    assert stats.stalls["mutex"] == wait
+    assert stats.cycles[1] == start + wait + ISSUE * n
+
+
+@qpu
+def semaphore_handoff(asm):
+    """QPU 0 waits on semaphore 3, QPU 1 raises it after two instructions."""
+    mov(r0, uniform)                     # 0: which role (both uniforms share one line)
+    isub(null, r0, 1, set_flags=True)
+    jzs(L.raise_it)
+    nop()
+    nop()
+    nop()
+    sema_down(3)                         # QPU 0, instruction 6
+    jmp(L.done)
+    nop()
+    nop()
+    nop()
+    L.raise_it
+    nop()                                # QPU 1, instruction 11
+    sema_up(3)                           # 12
+    nop()
+    nop()
+    nop()
+    L.done
+    exit()
+
+
+def test_semaphore_waiter_issues_one_slot_after_the_raise():
+    rig = Rig(trace=[0, 1])
+    code = rig.program(semaphore_handoff)
+    stats = rig.run(code, [[0], [1]])
+    at = {(r.qpu, (r.pc - code.bus_address) // 8): r.cycle for r in rig.backend.trace_records}
+    tried = at[0, 5] + ISSUE                      # QPU 0 reaches its wait here ...
+    raised = at[1, 12]                            # ... before QPU 1 raises the count
+    assert tried < raised
+    assert at[0, 6] == raised + timing.SYNC_WAKE_CYCLES
+    assert stats.stalls["semaphore"] == at[0, 6] - tried
 
 
 # Published VPM DMA throughputs on a Pi 2 with the V3D at 250 MHz (Sugizaki, Terminus-IMRC blog

@@ -25,6 +25,7 @@ from vc4infer.emu.decode import (
     C_WAITS, C_FAST, FAST_NO, MUL_USES_A, ADD_USES_A, USES_A, USES_B, USES_R4)
 from vc4infer.emu.fastpath import branch_taken, cond_mask, dma_wait_ready, queue_branch, run_burst
 from vc4infer.emu.jit import jit, jit_inline, vectorizing
+from vc4infer.emu.qic import fetch_stall as qic_fetch_stall
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
 from vc4infer.emu.state import (
@@ -41,13 +42,13 @@ from vc4infer.emu.state import (
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_LD_DONE, QS_LD_PENDING, QS_MUTEX_HELD, QS_NOSWAP,
     QS_NOSWAP_AT, QS_NOSWAP_NEXT, QS_PC, QS_R5W_INSTR, QS_SFU_AT, QS_ST_DONE, QS_ST_PENDING,
     QS_STATUS, QS_TMU_CNT0, QS_TMU_HEAD0, QS_UBUF_HI, QS_UBUF_LO, QS_ULINE, QS_UNIF_READS, QS_UPTR,
-    QS_UROW_HI, QS_UROW_LO,
+    QS_ILINE, QS_UROW_HI, QS_UROW_LO,
     QS_UPTR_AT,
     QS_UPTR_NEXT,
     QS_VCD_PITCHB, QS_VCD_SETUP, QS_VDW_SETUP, QS_VDW_STRIDE, QS_VPMR_ADDR, QS_VPMR_HORIZ,
     QS_VPMR_LANED, QS_VPMR_LEFT, QS_VPMR_READY, QS_VPMR_SIZE, QS_VPMR_STRIDE, QS_VPMW_ADDR,
     QS_VPMW_HORIZ, QS_VPMW_LANED, QS_VPMW_SIZE, QS_VPMW_STRIDE, ST_BLOCKED, ST_ENDED, ST_RUN,
-    STALL_DMA_QUEUE, STALL_MUTEX, STALL_SEMAPHORE,
+    STALL_DMA_QUEUE, STALL_FETCH, STALL_MUTEX, STALL_SEMAPHORE,
     STALL_TMU, STALL_UNIFORM, STALL_VPM_READ, UB_BOTH_WRITE_SAME, UB_BRANCH_ELEMENT, UB_BRANCH_IN_DELAY,
     UB_COND_PERIPHERAL, UB_DMA_IN_FLIGHT_END, UB_FLAG_DISAGREE, UB_FRAGMENT_ONLY, UB_LDTMU_EMPTY,
     UB_MISALIGNED, UB_MUTEX_NOT_OWNER, UB_NOSWAP_LATE, UB_PARTIAL_PACK_PERIPHERAL,
@@ -57,7 +58,7 @@ from vc4infer.emu.state import (
     UB_UNIFORM_AFTER_ADDR, UB_UNIFORM_TWICE, UB_UNPACK_MIXED, UB_VPM_READ_BEYOND_NUM,
     UB_VPM_READS_AT_END)
 from vc4infer.emu.timing import (
-    CACHE_LINE_BYTES, TP_DRAM_BPC, TP_DRAM_LATENCY, TP_ISSUE, TP_TMU_HIT, TP_TMU_ISSUE,
+    CACHE_LINE_BYTES, SYNC_WAKE_CYCLES, TP_DRAM_BPC, TP_DRAM_LATENCY, TP_ISSUE, TP_TMU_HIT, TP_TMU_ISSUE,
     TP_TMU_L2_LINE)
 from vc4infer.qpu import isa
 
@@ -333,7 +334,7 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
         if gs[GS_MUTEX_OWNER] >= 0:
             qs[gs[GS_MUTEX_OWNER], QS_MUTEX_HELD] = 0
         gs[GS_MUTEX_OWNER] = -1
-        _wake(qs, nq, BLOCK_MUTEX, cycle + 1, stall, STALL_MUTEX)
+        _wake(qs, nq, BLOCK_MUTEX, cycle + SYNC_WAKE_CYCLES, stall, STALL_MUTEX)
         return -2
     if addr >= isa.ADDR_SFU_FIRST and addr <= isa.ADDR_SFU_LAST:
         for i in range(16):
@@ -447,7 +448,8 @@ def _operand(dst, mux, q, acc, va, vb, ua, ur4, unpack_a, unpack_r4):
 
 
 def loop_arguments(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready,
-                   vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err) -> tuple:
+                   vpm32, qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, qic, tp, ip,
+                   err) -> tuple:
     """The compiled loop's arguments: the machine state given, then its scratch arrays (compiled
     code does not allocate: see jit.py) and the small-immediate table."""
     ops = np.zeros((4, 16), dtype=np.uint32)
@@ -462,7 +464,7 @@ def loop_arguments(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, 
     wval = np.zeros(16, dtype=np.uint32)
     fault = np.zeros(5, dtype=np.int64)
     return (prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
-            qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err,
+            qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, qic, tp, ip, err,
             ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, SMALL_IMM_ROWS)
 
 
@@ -475,7 +477,7 @@ def run(arguments: tuple) -> int:
 
 @jit
 def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, tmu_ready, vpm32,
-         qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, tp, ip, err,
+         qs, gs, gt, stall, l1tag, l1data, l2tag, l2state, l2data, qic, tp, ip, err,
          ops, res, car, d64, va, vb, ua, ur4, cmask, wval, fault, simm_rows):
     # fixed rows: the add pipe reads operands 0-1 and writes result 0, the mul pipe 2-3 and 1
     op0, op1, op2, op3 = ops[0], ops[1], ops[2], ops[3]
@@ -560,10 +562,22 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                 hi = lo + 8 * regions[found, 1]
                 off = regions[found, 2]
             k = off + ((pc - lo) >> 3)
+            line = pc // CACHE_LINE_BYTES
+            if line != qs[q, QS_ILINE]:
+                # a fetch that enters a new line uses the slice's QIC, the L2C and SDRAM
+                if not (cyc < other_cycle or (cyc == other_cycle and q < other_q)):
+                    break
+                qs[q, QS_ILINE] = line
+                wait = qic_fetch_stall(q, line, cyc, gs, gt, qic, mem, membase, l2tag, l2state, l2data,
+                                       tp)
+                if wait > 0:
+                    stall[q, STALL_FETCH] += wait
+                    qs[q, QS_CYCLE] = cyc + wait
+                    break
             if burst_ok and prog[k, C_FAST] != FAST_NO:
                 ran = run_burst(q, lo, hi, off, chunk_left, issue, max_instr, max_cycles, other_cycle,
                                 other_q, prog, regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem,
-                                mem32, membase, l2tag, l2state, l2data, tp, simm_rows)
+                                mem32, membase, l2tag, l2state, l2data, qic, tp, simm_rows)
                 if ran > 0:
                     chunk_left -= ran
                     continue
@@ -718,7 +732,7 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                         gs[GS_SEM + sem] -= 1
                     else:
                         gs[GS_SEM + sem] += 1
-                    _wake(qs, nq, sem, cyc + 1, stall, STALL_SEMAPHORE)
+                    _wake(qs, nq, sem, cyc + SYNC_WAKE_CYCLES, stall, STALL_SEMAPHORE)
                     resched = True
                 for i in range(16):
                     if mode == isa.LOAD_IMM_PER_ELEMENT_SIGNED:

@@ -17,10 +17,11 @@ from vc4infer.emu.decode import (
     C_BCOND, C_BRA, C_BREG, C_BREL, C_CA, C_CM, C_DADD, C_DMUL, C_FAST, C_IMM, C_MUX_AA, C_MUX_AB,
     C_MUX_MA, C_MUX_MB, C_OPA, C_OPM, C_RA, C_RB, C_SF, C_SIG, FAST_IO, FAST_NO, FAST_UNIFORM)
 from vc4infer.emu.jit import jit_inline, stack_f64, stack_u8, stack_u32
+from vc4infer.emu.qic import fetch_stall as qic_fetch_stall
 from vc4infer.emu.state import (
     GS_TOTAL_INSTR, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT, QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE,
     QS_END_AT, QS_INSTR, QS_LD_DONE, QS_LD_PENDING, QS_ST_DONE, QS_ST_PENDING, QS_UPTR_AT,
-    QS_UPTR_NEXT, STALL_DMA_LOAD_WAIT, STALL_DMA_STORE_WAIT, STALL_UNIFORM,
+    QS_ILINE, QS_UPTR_NEXT, STALL_DMA_LOAD_WAIT, STALL_DMA_STORE_WAIT, STALL_FETCH, STALL_UNIFORM,
     QS_LASTW_A, QS_LASTW_B, QS_LASTW_INSTR, QS_PC, QS_SFU_AT, QS_ULINE, QS_UPTR)
 from vc4infer.emu.timing import CACHE_LINE_BYTES
 from vc4infer.emu.uniforms import pop_uniform, uniform_in_buffer, uniform_line_stall
@@ -272,11 +273,12 @@ def _set_flags(fl, r, c, mask):
 @jit_inline
 def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, other_q, prog,
               regs, acc, oldv, flags, sfu_val, qs, gs, gt, stall, mem, mem32, membase, l2tag, l2state,
-              l2data, tp, simm_rows):
+              l2data, qic, tp, simm_rows):
     """Run QPU q's instructions from its PC while they are fast-path instructions in the code
     region [lo, hi) (its first decoded row: off), at most `limit` of them, and no budget or
-    thread end is due; a uniform read that enters a new cache line runs only while q is ahead
-    of (other_cycle, other_q), the earliest other runnable QPU, as in the general loop. Returns
+    thread end is due; a uniform read or an instruction fetch that enters a new cache line runs
+    only while q is ahead of (other_cycle, other_q), the earliest other runnable QPU, as in the
+    general loop. Returns
     how many ran (0: the general loop must run the next instruction, after rereading q's cycle:
     a DMA wait may have moved it)."""
     va, vb, res0, res1, tmp = stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16), stack_u32(16)
@@ -302,6 +304,16 @@ def run_burst(q, lo, hi, off, limit, issue, max_instr, max_cycles, other_cycle, 
         fast = prog[k, C_FAST]
         if fast == FAST_NO:
             break
+        line = pc // CACHE_LINE_BYTES
+        if line != qs[q, QS_ILINE]:             # the fetch enters another code line (qic.py)
+            if not (cycle < other_cycle or cycle == other_cycle and q < other_q):
+                break
+            qs[q, QS_ILINE] = line
+            wait = qic_fetch_stall(q, line, cycle, gs, gt, qic, mem, membase, l2tag, l2state, l2data, tp)
+            if wait > 0:
+                stall[q, STALL_FETCH] += wait
+                cycle += wait
+                continue                        # the budget again
         new_line = False
         if fast & FAST_UNIFORM:
             if not uniform_in_buffer(qs, q):

@@ -19,7 +19,7 @@ import numpy as np
 
 from vc4infer.device import LaunchStats
 from vc4infer.device import DriverError, LaunchTimeoutError
-from vc4infer.emu import core, decode, state, timing, tmu, warmup
+from vc4infer.emu import core, decode, qic, state, timing, tmu, warmup
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
                                  StrayReadWarning, UndefinedBehaviourError)
 from vc4infer.emu.memory import GpuMemory
@@ -131,6 +131,7 @@ class Machine:
         self.gt = np.zeros(state.GT_N, dtype=np.float64)
         self.stall = np.zeros((NQ, state.STALL_N), dtype=np.int64)
         self.caches = tmu.new_caches(state.NSLICES * state.TMUS_PER_SLICE)
+        self.qic = qic.new_cache()
         self.err = np.zeros(state.ERR_N, dtype=np.int64)
         self.ip = np.zeros(state.IP_N, dtype=np.int64)
         self._regions: List[Tuple[int, int, int]] = []
@@ -174,7 +175,7 @@ class Machine:
         return core.loop_arguments(self._prog, self._region_array(), self.memory.data, bounds,
                                    self.regs, self.acc, self.flags, self.oldv, self.sfu_val,
                                    self.tmu_data, self.tmu_ready, self.vpm, self.qs, self.gs, self.gt,
-                                   self.stall, *self.caches, self.tp, self.ip, self.err)
+                                   self.stall, *self.caches, self.qic, self.tp, self.ip, self.err)
 
     def _reset(self, control: Sequence[Tuple[int, int]]) -> None:
         self.n_qpus = len(control)
@@ -182,11 +183,12 @@ class Machine:
                     self.tmu_ready, self.qs, self.gs, self.gt, self.stall, self.err):
             arr[...] = 0
         tmu.invalidate(self.caches)
+        qic.invalidate(self.qic)
         self.gs[state.GS_MUTEX_OWNER] = -1
         qs = self.qs
         for column in (state.QS_UPTR_AT, state.QS_BR1_AT, state.QS_BR2_AT, state.QS_END_AT,
                        state.QS_SFU_AT, state.QS_NOSWAP_AT, state.QS_LASTW_A, state.QS_LASTW_B,
-                       state.QS_ULINE):
+                       state.QS_ULINE, state.QS_ILINE):
             qs[:, column] = -1
         for column in (state.QS_LASTW_INSTR, state.QS_R5W_INSTR, state.QS_ACCW_INSTR,
                        state.QS_BRANCH_INSTR):
@@ -273,6 +275,8 @@ class Machine:
                 "tmu_stale_words": int(gs[state.GS_STALE_READS]),
                 "uniform_lines": int(gs[state.GS_UNIFORM_LINES]),
                 "uniform_l2_misses": int(gs[state.GS_UNIFORM_L2_MISSES]),
+                "instruction_cache_misses": int(gs[state.GS_QIC_MISSES]),
+                "instruction_l2_misses": int(gs[state.GS_QIC_L2_MISSES]),
                 "dram_bytes": int(gs[state.GS_DRAM_BYTES]),
                 "uniforms_read": tuple(int(u) for u in self.qs[:n, state.QS_UNIF_READS]),
                 "emulated_instructions_per_second": total / wall if wall > 0 else 0.0,

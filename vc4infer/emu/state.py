@@ -24,7 +24,8 @@ TMUS_PER_SLICE = 2
  QS_HOSTINT, QS_R5W_INSTR, QS_ACCW_MASK, QS_ACCW_INSTR, QS_BRANCH_INSTR, QS_BLOCK_ON,
  QS_MUTEX_HELD, QS_END_CYCLE, QS_UNIF_READS, QS_UBUF_LO, QS_UBUF_HI, QS_ULINE,
  QS_UROW_LO, QS_UROW_HI,
- QS_N) = range(58)
+ QS_ILINE,                        # the 64-byte code line of the QPU's last instruction fetch
+ QS_N) = range(59)
 
 # QS_STATUS values
 ST_IDLE, ST_RUN, ST_BLOCKED, ST_ENDED = 0, 1, 2, 3
@@ -33,9 +34,9 @@ BLOCK_MUTEX = 100
 
 # --- stall causes: stall[qpu, STALL_*] in cycles ---------------------------------------------
 (STALL_TMU, STALL_VPM_READ, STALL_DMA_LOAD_WAIT, STALL_DMA_STORE_WAIT, STALL_DMA_QUEUE,
- STALL_SEMAPHORE, STALL_MUTEX, STALL_UNIFORM, STALL_N) = range(9)
+ STALL_SEMAPHORE, STALL_MUTEX, STALL_UNIFORM, STALL_FETCH, STALL_N) = range(10)
 STALL_NAMES = ("tmu", "vpm_read", "dma_load_wait", "dma_store_wait", "dma_queue", "semaphore", "mutex",
-               "uniforms")
+               "uniforms", "instruction_fetch")
 
 # --- gs: machine-wide integers -----------------------------------------------------------------
 GS_SEM = 0                       # 16 semaphore counters at GS_SEM .. GS_SEM+15
@@ -47,7 +48,10 @@ GS_SEM = 0                       # 16 semaphore counters at GS_SEM .. GS_SEM+15
  # stray reads (outside every live buffer, served as a Pi would; not strict): how many, and the
  # first one's fault kind, QPU, PC, address, bytes and row (in ERR_KIND..ERR_ROW's order)
  GS_STRAY_READS, GS_STRAY_KIND, GS_STRAY_QPU, GS_STRAY_PC, GS_STRAY_ADDR, GS_STRAY_NBYTES,
- GS_STRAY_ROW, GS_N) = range(16, 37)
+ GS_STRAY_ROW,
+ # instruction fetches that missed their slice's QIC, and those that missed the L2C too; the
+ # QICs' LRU clock
+ GS_QIC_MISSES, GS_QIC_L2_MISSES, GS_QIC_CLOCK, GS_N) = range(16, 40)
 
 # --- gt: machine-wide modelled times (float cycles) --------------------------------------------
 GT_DRAM_FREE, GT_VCD_FREE, GT_VDW_FREE = 0, 1, 2

@@ -22,6 +22,12 @@ ISSUE_CYCLES = 4
 #: waits until then.
 VPM_READ_SETUP_CYCLES = isa.VPM_READ_SETUP_INSTRUCTIONS * ISSUE_CYCLES
 
+#: A QPU stalled on a semaphore or the mutex issues again at the first instruction slot after the
+#: release: the guide says only that it stalls until the operation can complete (p.24, p.34); no
+#: wake-up latency is published, so the whole next slot is charged (the pessimistic reading of a
+#: release seen at the end of the releasing instruction).
+SYNC_WAKE_CYCLES = ISSUE_CYCLES
+
 # VCD (DMA load) and VDW (DMA store) are modelled as: a fixed start-up + bytes / rate, and each
 # engine handles one transfer at a time (requests queue in order). Both are set by published
 # benchmarks (Pi 2, V3D at 250 MHz; research/anchors.md section 4b), two sizes per direction:
@@ -101,7 +107,14 @@ L2_SETS = 32768 // CACHE_LINE_BYTES // L2_WAYS
 #: as a stall, with no prefetch credit. Estimate. The reading
 #: instruction issues after the stall, and so do its effects (a DMA it starts).
 #: SFU: result in r4 three instructions after the write (guide p.23); no further stall is modelled.
-#: Instruction fetches are modelled as cache hits (kernels loop in small code; no cost published).
+#: Instructions: each slice's QPUs share one instruction cache (QIC) of 4 KiB, 4-way, 64-byte lines
+#: (vc4asm addendum, "Cache details", measured), backed by the L2C (guide p.14). Modelled like the
+#: uniforms: a fetch that enters another line looks it up in its slice's QIC (LRU, an assumption);
+#: a miss costs that line's L2C access as a stall, the same as a uniform line's. Nothing published
+#: says the QIC prefetches the next line, so it does not (the pessimistic reading): straight code
+#: longer than the cache misses every 8 instructions, and a loop body above 4 KiB every pass.
+QIC_WAYS = 4
+QIC_SETS = 4096 // CACHE_LINE_BYTES // QIC_WAYS
 CLOCKS_HZ = (250e6, 300e6, 400e6)
 DEFAULT_CLOCK_HZ = 250e6
 

@@ -20,8 +20,9 @@ import numpy as np
 
 from vc4infer.emu.jit import jit, jit_inline
 from vc4infer.emu.memory import buffer_index, in_buffer, load_u32, stray_read
+from vc4infer.emu.state import GS_DRAM_BYTES, GS_L2_CLOCK, GT_DRAM_FREE
 from vc4infer.emu.timing import (
-    CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES, TP_DRAM_BPC, TP_DRAM_LATENCY)
+    CACHE_LINE_BYTES, L2_SETS, L2_WAYS, TMU_L1_LINES, TP_DRAM_BPC, TP_DRAM_LATENCY, TP_TMU_L2_LINE)
 
 
 #: l2state[set, way, L2_STAMP]: LRU stamp; [.., L2_READY]: cycle the line's data arrives
@@ -142,6 +143,25 @@ def pending_arrival(l2state, s, way, own_arrival):
     ready = min(l2state[s, way, L2_READY], own_arrival)
     l2state[s, way, L2_READY] = ready
     return ready
+
+
+@jit_inline
+def line_read_stall(line, cycle, gs, gt, mem, membase, l2tag, l2state, l2data, tp):
+    """A slice cache (uniforms, instructions) reads 64-byte line `line` through the L2C at `cycle`:
+    returns (modelled cycles until its data is there, whether the L2C missed). A hit costs the L2C
+    access, or the rest of the fetch of a line still on its way; a miss waits for the SDRAM, whose
+    transfers queue one after another."""
+    s, way, missed = l2_line(mem, membase, line, l2tag, l2state, l2data, gs[GS_L2_CLOCK])
+    gs[GS_L2_CLOCK] += 1
+    if not missed:
+        arrival = pending_arrival(l2state, s, way, own_fetch_arrival(cycle, tp))
+        return np.int64(max(tp[TP_TMU_L2_LINE], np.ceil(arrival - cycle))), False
+    gs[GS_DRAM_BYTES] += CACHE_LINE_BYTES
+    start = max(cycle, gt[GT_DRAM_FREE])
+    gt[GT_DRAM_FREE] = start + CACHE_LINE_BYTES / tp[TP_DRAM_BPC]
+    ready = start + tp[TP_DRAM_LATENCY] + CACHE_LINE_BYTES / tp[TP_DRAM_BPC]
+    l2state[s, way, L2_READY] = np.int64(np.ceil(ready))
+    return np.int64(np.ceil(ready - cycle)), True
 
 
 @jit_inline

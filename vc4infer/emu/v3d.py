@@ -27,12 +27,12 @@ IDENT1_VALUE = ((isa.VPM_BYTES // 1024) << 28 | isa.NUM_SEMAPHORES << 16
 def launch_counts(stats: LaunchStats) -> np.ndarray:
     """What each performance-counter source (0..29) would have counted during one emulated
     launch. QPU cycles are modelled V3D cycles: idle = the launch's length on every QPU minus
-    each running QPU's time to its end; executing = issued instructions x ISSUE_CYCLES. Every
-    instruction fetch hits the instruction cache (the timing model's assumption). The uniforms
-    cache misses once per 64-byte line a QPU enters; TMU requests are 16 elements = 4 quads, a TMU
-    cache miss is a line fetched into its L1; L2C hits and misses are those of the TMU and
-    uniform line fills. The sources it has no model of (3D pipeline, scoreboard, varyings, VPM
-    arbitration) stay 0."""
+    each running QPU's time to its end; executing = issued instructions x ISSUE_CYCLES. An
+    instruction-cache miss is a code line a QPU entered that its slice's cache did not hold
+    (qic.py), every other instruction a hit. The uniforms cache misses once per 64-byte line a QPU
+    enters; TMU requests are 16 elements = 4 quads, a TMU cache miss is a line fetched into its
+    L1; L2C hits and misses are those of the TMU, uniform and code line fills. The sources it has
+    no model of (3D pipeline, scoreboard, varyings, VPM arbitration) stay 0."""
     counts = np.zeros(len(isa.V3D_COUNTER_SOURCES), dtype=np.int64)
     length = max(stats.cycles, default=0)
     extra = stats.extra
@@ -40,16 +40,20 @@ def launch_counts(stats: LaunchStats) -> np.ndarray:
     uniform_lines = int(extra.get("uniform_lines", 0))
     uniform_misses = int(extra.get("uniform_l2_misses", 0))
     tmu_misses, tmu_l2_misses = int(extra.get("tmu_l1_misses", 0)), int(extra.get("tmu_l2_misses", 0))
+    code_misses = int(extra.get("instruction_cache_misses", 0))
+    code_l2_misses = int(extra.get("instruction_l2_misses", 0))
     counts[13] = isa.NUM_QPUS * length - sum(stats.cycles)
     counts[16] = ISSUE_CYCLES * instructions
     counts[17] = int(stats.stalls.get("tmu", 0))
-    counts[20] = instructions
+    counts[20] = instructions - code_misses
+    counts[21] = code_misses
     counts[22] = sum(extra.get("uniforms_read", ())) - uniform_lines
     counts[23] = uniform_lines
     counts[24] = 4 * int(extra.get("tmu_requests", 0))
     counts[25] = tmu_misses
-    counts[28] = (tmu_misses - tmu_l2_misses) + (uniform_lines - uniform_misses)
-    counts[29] = tmu_l2_misses + uniform_misses
+    counts[28] = ((tmu_misses - tmu_l2_misses) + (uniform_lines - uniform_misses)
+                  + (code_misses - code_l2_misses))
+    counts[29] = tmu_l2_misses + uniform_misses + code_l2_misses
     return counts
 
 
