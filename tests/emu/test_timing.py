@@ -201,6 +201,27 @@ def test_tmu_miss_then_hit_latency():
 
 
 @qpu
+def tmu_read_line(asm):
+    mov(r0, uniform)                 # the line's address
+    imul24(r1, element_number, 4)
+    iadd(tmu0_s, r0, r1)
+    nop(sig="load tmu0")
+    exit()
+
+
+def test_a_tmu_completes_its_requests_in_order():
+    """QPUs 0 and 1 share TMU0 of slice 0. QPU 0's request misses both caches; QPU 1's, a few
+    cycles later, finds the same line in the TMU's L1 but still comes back after QPU 0's: it
+    cannot end before QPU 0 (a hit overtaking the miss would end it ~100 cycles earlier)."""
+    rig = Rig()
+    data = rig.buffer(np.arange(16, dtype=np.uint32))
+    stats = rig.run(rig.program(tmu_read_line), [[data], [data]])
+    assert stats.extra["tmu_l1_misses"] == 1
+    assert stats.cycles[1] >= stats.cycles[0]
+    assert stats.stalls["tmu"] > 1.5 * timing.DRAM_LATENCY_SECONDS * 250e6    # both wait ~ a fill
+
+
+@qpu
 def mutex_section(asm):
     mutex_acquire()                  # 0
     nop()                            # 4

@@ -35,7 +35,8 @@ from vc4infer.emu.state import (
     GS_DMA_LOAD_BYTES, GS_L2_CLOCK,
     GS_DMA_STORE_BYTES, GS_DRAM_BYTES, GS_MUTEX_OWNER, GS_SEM, GS_STALE_READS, GS_TMU_BYTES,
     GS_STRAY_KIND, GS_STRAY_READS,
-    GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_FREE,
+    GS_TMU_L1_MISSES, GS_TMU_L2_MISSES, GS_TMU_REQUESTS, GS_TOTAL_INSTR, GT_DRAM_FREE, GT_TMU_DONE,
+    GT_TMU_FREE,
     IP_CHUNK, IP_FAST_PATH, IP_MAX_CYCLES, IP_MAX_INSTR, IP_MEMBASE, IP_NQ, IP_STRICT, IP_TRACE_MASK,
     QPUS_PER_SLICE, QS_ACCW_INSTR, QS_ACCW_MASK, QS_BLOCK_ON, QS_BR1_AT, QS_BR1_TGT, QS_BR2_AT,
     QS_BR2_TGT, QS_BRANCH_INSTR, QS_CYCLE, QS_END_AT, QS_END_CYCLE, QS_HOSTINT, QS_INSTR,
@@ -394,6 +395,9 @@ def _io_write(q, n, pc, full, vals, cmask, bytemask, qs, gs, gt, stall, mem, mem
             tmu.settle_fills(vals, l2tag, l2state, np.int64(np.ceil(ready)))
         if counts[4] > 0:                       # lines another request is still fetching
             ready = max(ready, counts[4] + tp[TP_TMU_L2_LINE])
+        # a TMU returns its requests in order, whichever QPU made them (timing.py)
+        ready = max(ready, gt[GT_TMU_DONE + unit])
+        gt[GT_TMU_DONE + unit] = ready
         tmu_ready[q, t, slot] = np.int64(np.ceil(ready))
         qs[q, QS_TMU_CNT0 + 2 * t] = cnt + 1
         return -1

@@ -56,7 +56,8 @@ GS_SEM = 0                       # 16 semaphore counters at GS_SEM .. GS_SEM+15
 # --- gt: machine-wide modelled times (float cycles) --------------------------------------------
 GT_DRAM_FREE, GT_VCD_FREE, GT_VDW_FREE = 0, 1, 2
 GT_TMU_FREE = 3                  # one per TMU: GT_TMU_FREE + 2 * slice + tmu
-GT_N = GT_TMU_FREE + NSLICES * TMUS_PER_SLICE
+GT_TMU_DONE = GT_TMU_FREE + NSLICES * TMUS_PER_SLICE    # when each TMU's last request completes
+GT_N = GT_TMU_DONE + NSLICES * TMUS_PER_SLICE
 
 # --- ip: integer run options -------------------------------------------------------------------
 (IP_NQ, IP_STRICT, IP_MAX_INSTR, IP_MAX_CYCLES, IP_CHUNK, IP_TRACE_MASK, IP_MEMBASE, IP_FAST_PATH,

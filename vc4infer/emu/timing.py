@@ -89,6 +89,10 @@ TMU_HIT_LATENCY_CYCLES = 36
 #: A TMU accepts one 16-element request per this many cycles (4 lanes per clock like the QPU's
 #: quads). Estimate.
 TMU_CYCLES_PER_REQUEST = 4
+# Requests complete in the order a TMU received them: the guide returns each QPU's requests in
+# order (p.39) and says nothing of a hit overtaking another QPU's miss at the same TMU, so none
+# does (the pessimistic reading; it also makes a hit on an L1 line still on its way wait for it).
+
 #: Extra cycles for each 64-byte line that misses the TMU L1 and hits the V3D L2C. Estimate.
 TMU_L2_HIT_CYCLES_PER_LINE = 8
 #: Geometry of the modelled caches. TMU L1: 4 KiB, 64-byte lines (vc4asm addendum, measured); its

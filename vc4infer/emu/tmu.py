@@ -12,9 +12,9 @@ number"). The bottom two address bits are ignored (guide p.41).
 
 An L2C line's data arrives some time after the miss that installed it: each line keeps that
 cycle beside its LRU stamp (`l2state`), and whoever hits the line before then (another TMU
-request, a uniform read) waits for it. A TMU L1 line filled from a line still on its way is
-served as if it were there (not modelled: the next request of the same QPU is queued behind it
-anyway).
+request, a uniform read) waits for it. A TMU L1 line filled from a line still on its way needs
+no date of its own: a TMU completes its requests in order (core.py, timing.py), so a later hit on
+it waits for the request that filled it.
 """
 import numpy as np
 
