@@ -145,7 +145,7 @@ def test_ctrl_c_ends_with_a_summary(monkeypatch):
 
 def test_no_camera_is_a_clear_error(no_camera_stack):
     result = CliRunner().invoke(camera, ["--model", "mobilenet_v1"])
-    assert result.exit_code == 1
+    assert result.exit_code == 5                                  # this machine
     for text in ("no camera found", "picamera2: not importable", "picamera (legacy): not importable",
                  "video devices:", "sudo apt install python3-picamera2", "--source DIR"):
         assert text in result.output, text
@@ -154,9 +154,9 @@ def test_no_camera_is_a_clear_error(no_camera_stack):
 def test_bad_arguments():
     runner = CliRunner()
     bad = runner.invoke(camera, ["--resolution", "320by240", "--source", str(IMAGES)])
-    assert bad.exit_code == 1 and "WIDTHxHEIGHT" in bad.output
+    assert bad.exit_code == 3 and "WIDTHxHEIGHT" in bad.output
     missing = runner.invoke(camera, ["--source", "/no/such/dir", "--backend", "neon"])
-    assert missing.exit_code == 1 and "no such directory or file" in missing.output
+    assert missing.exit_code == 3 and "no such directory or file" in missing.output
 
 
 # -- frame sources -------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_registered_under_the_cli(monkeypatch):
 
 def test_camera_is_released_when_the_model_does_not_load(fake_picamera2):
     result = CliRunner().invoke(camera, ["--model", "no_such_model"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert fake_picamera2.instances[0].closed
 
 
@@ -332,7 +332,7 @@ def test_a_stalled_camera_ends_the_command_with_a_clear_error(fake_picamera2, mo
         result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon"])
     finally:
         StallingPicamera2.release.set()
-    assert result.exit_code == 1
+    assert result.exit_code == 5                                       # the camera, not an input
     assert len(frame_classes(result.output)) == 1                      # the frame before it
     assert "Pi camera via picamera2, 320x240: no frame for 0.5 s; the camera stalled" in result.output
     assert FakePicamera2.instances[-1].closed                           # released all the same
@@ -350,7 +350,7 @@ class FailingPicamera2(FakePicamera2):
 def test_a_camera_failing_mid_stream_is_a_clear_error(fake_picamera2, monkeypatch):
     monkeypatch.setattr(sys.modules["picamera2"], "Picamera2", FailingPicamera2)
     result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon"])
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "Error: Pi camera via picamera2, 320x240 failed: camera unplugged" in result.output
     assert 1 <= len(frame_classes(result.output)) <= 2     # frames before the failure (latest wins)
     assert FakePicamera2.instances[-1].closed

@@ -86,7 +86,7 @@ def test_model_file_without_labels_prints_class_numbers_and_softmax(tmp_path):
 def test_not_a_classifier(tmp_path):
     path = _onnx_file(tmp_path, classifier=False)
     result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model", path])
-    assert result.exit_code == 1
+    assert result.exit_code == 4                                  # the model
     assert "not a classifier" in result.output and "[1, 4, 16, 16]" in result.output
 
 
@@ -99,7 +99,7 @@ def test_missing_image(tmp_path):
 def test_unknown_model_lists_known_names():
     result = CliRunner().invoke(main, ["classify", str(IMAGES / "coffee.png"), "--model",
                                        "mobilenet_v7"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "mobilenet_v7" in result.output
     assert "mobilenet_v1" in result.output and "mobilenet_v2" in result.output
 

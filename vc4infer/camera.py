@@ -44,6 +44,10 @@ class NoCameraError(CameraError):
     """No camera could be opened; the message lists what was tried and how to fix it."""
 
 
+class CameraDeviceError(CameraError):
+    """The camera stopped delivering frames: it stalled, or its driver failed (unplugged)."""
+
+
 @dataclass
 class Frame:
     """One captured image: `image` HxWx3 uint8 RGB; `index` counts frames the source produced
@@ -292,10 +296,13 @@ class LatestFrame:
         with self._ready:
             if not self._ready.wait_for(lambda: self._slot is not None or self._error is not None
                                         or self._ended, timeout=self.timeout_seconds):
-                raise CameraError(f"{self.source.description}: no frame for "
-                                  f"{self.timeout_seconds:g} s; the camera stalled")
+                raise CameraDeviceError(f"{self.source.description}: no frame for "
+                                        f"{self.timeout_seconds:g} s; the camera stalled")
             if self._slot is None and self._error is not None:
-                raise CameraError(f"{self.source.description} failed: {self._error}") from self._error
+                if isinstance(self._error, CameraError):     # a file of an image source: as it is
+                    raise self._error
+                raise CameraDeviceError(f"{self.source.description} failed: {self._error}") \
+                    from self._error
             frame, self._slot = self._slot, None
         if frame is not None:
             frame.capture_seconds = time.perf_counter() - start

@@ -21,13 +21,23 @@ COMMANDS = {
 
 #: exit codes by what went wrong (the first matching class wins); click's usage errors exit 2
 EXIT_CODES = (
+    ("vc4infer.camera:NoCameraError", 5),                  # this machine's camera: none, or
+    ("vc4infer.camera:CameraDeviceError", 5),              # it stopped delivering frames
     ("vc4infer.graph.preprocess:ImageInputError", 3),      # an input the user gave
     ("builtins:FileNotFoundError", 3),
+    ("vc4infer.errors:InputError", 3),
+    ("vc4infer.camera:CameraError", 3),
+    ("vc4infer.graph.zoo:UnknownModelError", 3),
+    ("hostside.driver.simboard:SimulatedBoardError", 3),   # VC4INFER_SIMULATED_BOARD
+    ("vc4infer.qpu.source:AssembleError", 3),
     ("vc4infer.errors:ModelFormatError", 4),               # the model file
     ("vc4infer.errors:UnsupportedModelError", 4),
     ("vc4infer.errors:ImportOptionError", 4),
+    ("vc4infer.graph.zoo:ChecksumError", 4),
     ("vc4infer.device:HardwareUnavailableError", 5),       # this machine cannot run the backend
     ("vc4infer.errors:BackendUnavailableError", 5),
+    ("vc4infer.graph.zoo:ModelNotInstalledError", 5),
+    ("vc4infer.graph.zoo:DownloadError", 5),
     ("vc4infer.device:DriverError", 6),                    # the GPU or a QPU program failed
 )
 
@@ -36,7 +46,10 @@ def exit_code_for(err: BaseException) -> int:
     """The exit code of a failure (1 for any other vc4infer error)."""
     for target, code in EXIT_CODES:
         module, name = target.split(":")
-        cls = getattr(importlib.import_module(module), name)
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError:                     # a part this install lacks raised nothing
+            continue
         if isinstance(err, cls):
             return code
     return 1

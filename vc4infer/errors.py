@@ -31,5 +31,11 @@ class InputSpecError(Vc4InferError, ValueError):
     The message names the expected and the received values."""
 
 
+class InputError(Vc4InferError, ValueError):
+    """A file or value given on the command line cannot be used (a code file that is not whole
+    instructions, a kernel file that does not load, an output path that cannot be written). The
+    message names it and what to give instead."""
+
+
 class BackendUnavailableError(Vc4InferError):
     """The requested execution backend does not exist or cannot run here."""

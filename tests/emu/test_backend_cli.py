@@ -35,7 +35,7 @@ def test_emu_command_reports_a_fault(tmp_path):
     kernel = tmp_path / "fill.bin"
     kernel.write_bytes(assemble(fill_row))
     result = CliRunner().invoke(main, ["emu", str(kernel), "--uniforms", "0x100"])
-    assert result.exit_code == 1
+    assert result.exit_code == 6                       # a QPU program failed
     assert "MemoryFaultError" in result.output and "DMA store" in result.output
 
 
@@ -63,5 +63,5 @@ def test_emu_command_names_a_bad_uniform_and_too_much_memory(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "'bufx' is not a uniform: give a number" in result.output
     result = CliRunner().invoke(main, ["emu", str(kernel), "--alloc", "100000000000"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 6 and "Traceback" not in result.output
     assert "cannot allocate 100000000000 bytes (alloc0)" in result.output

@@ -253,9 +253,9 @@ def test_models_list_and_fetch_commands(manifest, http_root, tmp_path):
         tmp_path / "cache" / "m.onnx")
 
     offline = runner.invoke(main, ["models", "fetch", "down"])
-    assert offline.exit_code == 1 and "cannot download" in offline.output
+    assert offline.exit_code == 5 and "cannot download" in offline.output      # this machine
     unknown = runner.invoke(main, ["models", "fetch", "nope"])
-    assert unknown.exit_code == 1 and "web, down" in unknown.output
+    assert unknown.exit_code == 3 and "web, down" in unknown.output            # an input
 
 
 def test_fetched_model_loads_by_name(manifest, http_root):

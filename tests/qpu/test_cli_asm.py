@@ -68,7 +68,7 @@ def test_asm_passes_kernel_arguments(kernel_file):
 
 def test_asm_error_names_source_line(kernel_file):
     result = run("asm", f"{kernel_file}:add_n", "99")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert f"{kernel_file}:11 (in add_n): 99 is not a small immediate" in result.output
 
 
@@ -102,7 +102,7 @@ def test_disasm_binary_and_hex_files(tmp_path):
 def test_disasm_rejects_malformed_input(tmp_path):
     (tmp_path / "bad.hex").write_text("0x1234 zz")
     result = run("disasm", tmp_path / "bad.hex")
-    assert result.exit_code == 1 and "'zz' is not a hex number" in result.output
+    assert result.exit_code == 3 and "'zz' is not a hex number" in result.output
     (tmp_path / "odd.bin").write_bytes(b"\x00\x81" * 5)
     assert "not a whole number of 8-byte instructions" in run("disasm", tmp_path / "odd.bin").output
 

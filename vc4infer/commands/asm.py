@@ -9,11 +9,16 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
+import traceback
 from typing import Callable, Tuple
 
 import click
+
+from vc4infer.cli import fail
+from vc4infer.errors import InputError
 
 
 def _load_kernel(spec: str) -> Callable:
@@ -22,7 +27,17 @@ def _load_kernel(spec: str) -> Callable:
         raise click.BadParameter(f"{spec!r}: write MODULE:KERNEL, e.g. my_kernels.py:add_one",
                                  param_hint="KERNEL")
     module_ref, name = spec.rsplit(":", 1)
-    if module_ref.endswith(".py") or os.sep in module_ref:
+    dotted = _package_module(module_ref)
+    if dotted is not None:                       # a file inside a package: import it as part
+        root, module_name = dotted               # of it, so that its relative imports work
+        sys.path.insert(0, root)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:
+            fail(InputError(f"{module_ref} does not load: {_where(err, os.path.abspath(module_ref))}"))
+        finally:
+            sys.path.pop(0)
+    elif module_ref.endswith(".py") or os.sep in module_ref:
         path = os.path.abspath(module_ref)
         if not os.path.isfile(path):
             raise click.BadParameter(f"no such file: {module_ref}", param_hint="KERNEL")
@@ -33,6 +48,8 @@ def _load_kernel(spec: str) -> Callable:
         sys.path.insert(0, os.path.dirname(path))
         try:
             loader_spec.loader.exec_module(module)
+        except Exception as err:                # the file's own error: one line, then its fix
+            fail(InputError(f"{module_ref} does not load: {_where(err, path)}"))
         finally:
             sys.path.pop(0)
     else:
@@ -43,7 +60,42 @@ def _load_kernel(spec: str) -> Callable:
     kernel = getattr(module, name, None)
     if not callable(kernel):
         raise click.BadParameter(f"{module_ref} has no kernel function {name!r}", param_hint="KERNEL")
+    try:
+        takes_asm = "asm" in inspect.signature(kernel).parameters
+    except (TypeError, ValueError):
+        takes_asm = False
+    if not takes_asm:
+        raise click.BadParameter(f"{module_ref}:{name} is not a QPU kernel: a @qpu function takes "
+                                 "`asm` first", param_hint="KERNEL")
     return kernel
+
+
+def _package_module(module_ref: str):
+    """(directory to import from, dotted module name) of a .py file that lies in a package (its
+    folder has an __init__.py), else None."""
+    path = os.path.abspath(module_ref)
+    if not module_ref.endswith(".py") or not os.path.isfile(path):
+        return None
+    folder, parts = os.path.dirname(path), [os.path.splitext(os.path.basename(path))[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parts.insert(0, os.path.basename(folder))
+        folder = os.path.dirname(folder)
+    return (folder, ".".join(parts)) if len(parts) > 1 else None
+
+
+def _where(err: BaseException, path: str) -> str:
+    """`err` as one line, with the line of `path` it came from (a SyntaxError names its own)."""
+    if isinstance(err, SyntaxError):
+        return f"SyntaxError at line {err.lineno}: {err.msg}"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
+    where = f" at line {frames[-1].lineno}" if frames else ""
+    return f"{type(err).__name__}{where}: {err}"
+
+
+def _parameters(function: Callable) -> str:
+    """The kernel's parameters after `asm`, as ", a, b=2" (empty when it takes none)."""
+    names = [str(p) for name, p in inspect.signature(function).parameters.items() if name != "asm"]
+    return "".join(", " + n for n in names)
 
 
 def _parse_args(args: Tuple[str, ...]) -> list:
@@ -69,23 +121,36 @@ def asm(kernel: str, args: Tuple[str, ...], output: str, as_hex: bool, check: bo
     from vc4infer.qpu.checking import format_finding, run_checker
 
     function = _load_kernel(kernel)
+    values = _parse_args(args)
     try:
-        program = assemble_program(function, *_parse_args(args))
+        inspect.signature(function).bind(None, *values)
+    except TypeError as err:
+        raise click.BadParameter(f"{kernel} takes (asm{_parameters(function)}): {err}",
+                                 param_hint="ARGS") from None
+    try:
+        program = assemble_program(function, *values)
     except AssembleError as err:
-        raise click.ClickException(str(err)) from err
+        fail(err)
+    except Exception as err:                     # the kernel's own code failed
+        source = inspect.getsourcefile(inspect.unwrap(function)) or ''
+        fail(InputError(f"kernel {kernel} raised {_where(err, source)}"))
     errors = 0
     if check:
         try:
             findings = run_checker(program)
         except AssembleError as err:
-            raise click.ClickException(err.reason) from err
+            fail(err, err.reason)
         for finding in findings:
             click.echo(format_finding(program, finding), err=True)
         errors = sum(1 for f in findings if f.severity == "error")
         click.echo(f"check: {errors} error(s), {len(findings) - errors} warning(s)", err=True)
     if output:
-        with open(output, "wb") as f:
-            f.write(program.code)
+        try:
+            with open(output, "wb") as f:
+                f.write(program.code)
+        except OSError as err:
+            fail(InputError(f"cannot write {output}: {err.strerror}; give -o a path in an existing, "
+                            "writable directory"))
         click.echo(f"{program.name}: {len(program)} instructions, {len(program.code)} bytes -> {output}",
                    err=True)
     if as_hex:

@@ -36,12 +36,24 @@ def _emulator(clock_mhz: int, quick: bool) -> None:
                    f"max |error| vs numpy {r.max_abs_error:.2e}")
 
 
+def _check_writable(option: str, path: str) -> None:
+    """A usage error unless `path` names a file that can be written in an existing directory."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        why = ("is a directory" if os.path.isdir(path) else
+               f"{folder} does not exist" if not os.path.isdir(folder) else f"{folder} is not writable")
+        raise click.BadParameter(f"{path}: {why}; give a file path in a writable directory",
+                                 param_hint=option)
+
+
 def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Optional[str],
            plot_path: Optional[str]) -> None:
     import json
 
     from vc4infer import report as reporting
+    from vc4infer.cli import CliError, fail
     from vc4infer.commands.classify import load_model
+    from vc4infer.errors import InputError
 
     options = {"clock_hz": clock_mhz * 1e6} if backend == "emu" else {}
     start = time.perf_counter()
@@ -61,16 +73,18 @@ def _model(name: str, backend: str, clock_mhz: int, runs: int, json_path: Option
     host_totals = [sum(r.host_wall_ms for r in rep.rows) for rep in reports]
     click.echo(f"this host: median {np.median(host_totals):.1f} ms per inference "
                f"({'emulating the QPUs' if model.backend == 'emu' else model.backend})")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(last.to_json(), f, indent=1)
-        click.echo(f"wrote {json_path}")
-    if plot_path:
-        try:
+    try:
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump(last.to_json(), f, indent=1)
+            click.echo(f"wrote {json_path}")
+        if plot_path:
             reporting.plot(last, plot_path)
-        except RuntimeError as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"wrote {plot_path}")
+            click.echo(f"wrote {plot_path}")
+    except RuntimeError as exc:                      # matplotlib missing: this machine's lack
+        raise CliError(str(exc), exit_code=5) from exc
+    except OSError as exc:
+        fail(InputError(f"cannot write {exc.filename}: {exc.strerror}"))
 
 
 #: the command whose start-up `--startup` times: the README's Quick start classification
@@ -181,6 +195,9 @@ def bench(emulator: bool, startup: bool, calibration: bool, model_name: Optional
                                "and/or --model NAME")
     if (json_path or plot_path) and not model_name:
         raise click.UsageError("--json and --plot report on --model NAME")
+    for option, path in (("--json", json_path), ("--plot", plot_path)):
+        if path:
+            _check_writable(option, path)          # before the run, not after it
     if emulator:
         BENCHMARKS["emulator"](int(clock_mhz), quick)
     if startup:

@@ -101,14 +101,15 @@ def _summary(timings: Timings, elapsed: float, why: str, backend: str, descripti
 def camera(model: str, backend: str, top: int, frames: Optional[int], source: str,
            resolution: str, loop: bool) -> None:
     """Classify camera frames live: top classes, per-frame latency and frame rate."""
-    from vc4infer.camera import CameraError, open_source, parse_resolution
+    from vc4infer.camera import open_source, parse_resolution
     from vc4infer.commands.classify import _load
+    from vc4infer.cli import fail
     from vc4infer.errors import Vc4InferError
     try:
         size = parse_resolution(resolution)
         stream = open_source(source, resolution=size, loop=loop)
-    except CameraError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except Vc4InferError as exc:                 # a source that cannot be read, no camera
+        fail(exc)
     try:
         loaded = _load(model, backend, None, None)
     except click.ClickException:
@@ -134,8 +135,8 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
                 why = f"{frames} frames done"
     except KeyboardInterrupt:
         why = "Ctrl-C"
-    except (CameraError, Vc4InferError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except Vc4InferError as exc:                 # a frame that cannot be read, the model failing
+        fail(exc)
     elapsed = time.perf_counter() - start
     for line in _summary(timings, elapsed, why, loaded.backend, stream.description,
                          stream.dropped):

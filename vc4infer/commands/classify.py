@@ -34,9 +34,11 @@ def load_model(model: str, backend: str, **options):
 def _load(model: str, backend: str, preprocess: str | None, output: str | None):
     loaded = load_model(model, backend, **({"output": output} if output is not None else {}))
     if len(loaded.graph.outputs) != 1 or _class_count(loaded.output_spec) == 0:
+        from vc4infer.cli import fail
+        from vc4infer.errors import UnsupportedModelError
         shapes = ", ".join(s.describe() for s in loaded.graph.outputs)
-        raise click.ClickException(f"{model} is not a classifier: its output ({shapes}) is not "
-                                   f"one vector of class scores")
+        fail(UnsupportedModelError(f"{model} is not a classifier: its output ({shapes}) is not one "
+                                   "vector of class scores"))
     if preprocess is not None:
         loaded.graph.meta["preprocess"] = preprocess
     return loaded
@@ -58,6 +60,12 @@ def classify(images: tuple, model: str, backend: str, top: int, preprocess: str 
              output: str | None) -> None:
     """Print the top classes of each IMAGE with their probabilities."""
     from vc4infer.cli import fail
+    from vc4infer.errors import InputError
+    folders = [p for p in images if os.path.isdir(p)]
+    if folders:
+        fail(InputError(f"{folders[0]} is a folder: give the image files in it "
+                        f"(`vc4infer classify {os.path.join(folders[0], '*.jpg')}`), or watch it "
+                        f"with `vc4infer camera --source {folders[0]}`"))
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         fail(FileNotFoundError(f"image file not found: {', '.join(missing)}"))

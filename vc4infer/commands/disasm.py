@@ -12,10 +12,12 @@ from typing import List
 
 import click
 
+from vc4infer.errors import InputError
+
 _HEX_TOKEN = re.compile(r"^(0[xX])?([0-9a-fA-F]+)$")
 
 
-class CodeFormatError(ValueError):
+class CodeFormatError(InputError):
     """A file is neither raw QPU code nor hex text of QPU words."""
 
 
@@ -63,8 +65,10 @@ def disasm(file, fmt: str, no_addresses: bool) -> None:
     """Disassemble FILE (raw .bin or hex text) into DSL text that reassembles to the same words."""
     from vc4infer.qpu import disassemble
 
+    from vc4infer.cli import fail
+
     try:
         words = read_code(file.read(), fmt)
     except CodeFormatError as err:
-        raise click.ClickException(f"{file.name}: {err}") from err
+        fail(err, f"{file.name}: {err}")
     click.echo(disassemble(words, addresses=not no_addresses), nl=False)

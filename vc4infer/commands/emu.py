@@ -10,7 +10,6 @@ bus address. One --uniforms list serves every QPU, or give one per QPU. Times ar
 from __future__ import annotations
 
 import struct
-import sys
 from typing import List
 
 import click
@@ -33,6 +32,20 @@ def _uniform(token: str, buffers: List) -> int:
     except ValueError:
         raise click.BadParameter(f"{token!r} is not a uniform: give a number (42, 0x10), a float "
                                  "(1.5f) or a buffer (buf0, buf1+64)", param_hint="--uniforms") from None
+
+
+def _qpu_list(text: str, qpus: int) -> List[int]:
+    """The QPU numbers of --trace-qpus (each one of the launched 0..qpus-1)."""
+    try:
+        numbers = [int(t, 0) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give QPU numbers separated by commas, e.g. 0,3",
+                                 param_hint="--trace-qpus") from None
+    for q in numbers:
+        if not 0 <= q < qpus:
+            raise click.BadParameter(f"QPU {q} is not launched: --qpus {qpus} runs QPUs 0..{qpus - 1}",
+                                     param_hint="--trace-qpus")
+    return numbers
 
 
 def _buffers(backend, loads, allocs, code: bytes, name: str) -> tuple:
@@ -72,9 +85,14 @@ def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, s
     """Run PROGRAM (a file of QPU instruction words) on the VideoCore IV emulator."""
     from hostside.driver import DriverError
     from hostside.driver.emu import EmuBackend
-    from vc4infer.emu.errors import EmulatorError
+    from vc4infer.cli import fail
 
-    traced = [int(q) for q in trace_qpus.split(",")] if trace else []
+    traced = _qpu_list(trace_qpus, qpus) if trace else []
+    n_buffers = len(loads) + len(allocs)
+    for index in dumps:
+        if not 0 <= index < n_buffers:
+            raise click.BadParameter(f"--dump {index}: there are {n_buffers} buffers (--load and "
+                                     "--alloc, numbered from 0)", param_hint="--dump")
     backend = EmuBackend(clock_hz=int(clock_mhz) * 1e6, strict=strict, trace=traced,
                          max_instructions=max_instructions,
                          trace_callback=lambda record: click.echo(record.format()))
@@ -84,8 +102,8 @@ def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, s
                                  "64-bit instructions", param_hint="PROGRAM")
     try:
         buffers, code_alloc = _buffers(backend, loads, allocs, code, program.name)
-    except DriverError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except DriverError as exc:                   # more memory asked for than the emulator has
+        fail(exc)
     lists = list(uniform_lists) or [""]
     if len(lists) not in (1, qpus):
         raise click.BadParameter(f"{len(lists)} --uniforms lists for {qpus} QPUs: give one, or one per QPU")
@@ -98,9 +116,8 @@ def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, s
         control.append((u.bus_address, code_alloc.bus_address))
     try:
         stats = backend.execute(control, timeout_s=3600.0)
-    except EmulatorError as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+    except DriverError as exc:                   # the program faulted, hung or did the undefined
+        fail(exc, f"{program.name}: {type(exc).__name__}: {exc}")
     click.echo(f"{qpus} QPU(s) ended; modelled time {stats.modelled_seconds * 1e6:.3f} us at "
                f"{clock_mhz} MHz")
     for q in range(qpus):
@@ -111,8 +128,6 @@ def emu(program, uniform_lists, qpus, loads, allocs, dumps, trace, trace_qpus, s
     click.echo(f"  bytes: DMA load {stats.dma_load_bytes}, DMA store {stats.dma_store_bytes}, "
                f"TMU {stats.tmu_bytes}")
     for index in dumps:
-        if not 0 <= index < len(buffers):
-            raise click.BadParameter(f"--dump {index}: there are {len(buffers)} buffers")
         data = np.array(buffers[index].buffer)
         usable = len(data) // 4 * 4
         click.echo(f"buf{index} @ 0x{buffers[index].bus_address:08X}:")

@@ -6,6 +6,7 @@ from typing import Optional
 
 import click
 
+from vc4infer.cli import fail
 from vc4infer.graph import zoo
 
 
@@ -24,7 +25,7 @@ def list_models() -> None:
     try:
         known = zoo.entries()
     except zoo.ZooError as err:
-        raise click.ClickException(str(err)) from err
+        fail(err)
     rows = [("NAME", "FORMAT", "SIZE", "INSTALLED", "FROM")]
     hints = []
     for entry in known.values():
@@ -88,7 +89,7 @@ def fetch(name: str, trust_unverified: bool, force: bool) -> None:
         path = zoo.fetch(name, trust_unverified=trust_unverified, force=force, progress=progress)
     except zoo.ZooError as err:
         progress.finish()
-        raise click.ClickException(str(err)) from err
+        fail(err)
     progress.finish()
     if entry.source == "package":
         click.echo(f"{name} ships in the installed package {entry.package}: {path}")
@@ -105,4 +106,4 @@ def path(name: str) -> None:
     try:
         click.echo(zoo.resolve(name).path)
     except zoo.ZooError as err:
-        raise click.ClickException(str(err)) from err
+        fail(err)

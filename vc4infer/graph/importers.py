@@ -7,7 +7,7 @@ import inspect
 import os
 from typing import Callable, Union
 
-from vc4infer.errors import ImportOptionError, ModelFormatError
+from vc4infer.errors import ImportOptionError, ModelFormatError, UnsupportedModelError
 from vc4infer.graph.ir import Graph
 
 # format -> (module, function); importers are imported only when their format is met
@@ -65,7 +65,12 @@ def import_model(path: Union[str, os.PathLike], format: str = "auto", **opts) ->
     module, func = IMPORTERS[fmt]
     importer = getattr(importlib.import_module(module), func)
     check_options(fmt, importer, opts)
-    return importer(path, **opts)
+    try:
+        return importer(path, **opts)
+    except (ModelFormatError, UnsupportedModelError) as err:
+        if err.args and isinstance(err.args[0], str) and str(path) not in err.args[0]:
+            err.args = (f"{path}: {err.args[0]}",) + err.args[1:]     # every message names its file
+        raise
 
 
 def check_options(fmt: str, importer: Callable, opts: dict) -> None:
