@@ -27,7 +27,7 @@ import os
 import struct
 import weakref
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .backend import Allocation
 from .errors import DriverError, GpuMemoryTooSmallError, HwPermissionError
@@ -165,7 +165,8 @@ class MailboxMemory(GpuMemory):
         self.mailbox, self.soc, self.flags = mailbox, soc, MEM_FLAGS_BY_SOC[soc]
         try:
             self.vc_memory: Optional[Tuple[int, int]] = mailbox.get_vc_memory()
-        except (DriverError, TimeoutError):
+        except (DriverError, TimeoutError) as exc:    # locked addresses go unchecked then
+            log.warning("cannot read the GPU's memory split: %s", exc)
             self.vc_memory = None
         try:
             self.fd: Optional[int] = os.open(mem_path, os.O_RDWR | os.O_SYNC)
@@ -217,20 +218,15 @@ class MailboxMemory(GpuMemory):
     def free(self, allocation: Allocation) -> None:
         block: _Block = allocation.handle
 
+        # a non-zero answer says the call was not carried out: ask once more before giving up
         def unlock():
             if block.key is not None and block.locked:
-                status = self.mailbox.mem_unlock(block.key)
+                _twice(self.mailbox.mem_unlock, "mem_unlock", block.key)
                 block.locked = False
-                if status:
-                    log.warning("the firmware answered mem_unlock %d for handle %d (0 = OK)",
-                                status, block.key)
 
         def free():
             if block.key is not None:
-                status = self.mailbox.mem_free(block.key)
-                if status:
-                    log.warning("the firmware answered mem_free %d for handle %d (0 = OK)",
-                                status, block.key)
+                _twice(self.mailbox.mem_free, "mem_free", block.key)
                 block.key = None
 
         _release_steps([block.mapping.retire, unlock, free])
@@ -239,6 +235,17 @@ class MailboxMemory(GpuMemory):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _twice(call: Callable[[int], int], name: str, handle: int) -> None:
+    """`call(handle)`, and once more if the firmware answers non-zero (not done); a second
+    non-zero answer is logged: the firmware may still hold the handle."""
+    for attempt in range(2):
+        status = call(handle)
+        if not status:
+            return
+        log.warning("the firmware answered %s %d for handle %d (0 = OK)%s", name, status, handle,
+                    "; asking again" if attempt == 0 else "; giving up on it")
 
 
 # --- vcsm-cma ------------------------------------------------------------------------------------

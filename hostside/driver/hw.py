@@ -238,14 +238,24 @@ class HwBackend(Backend):
         return LaunchStats(backend="hw", n_threads=n, wall_seconds=wall, clock_hz=self.clock_hz)
 
     def _power_down(self) -> None:
-        """qpu_enable(0), tried twice: a board left with its QPUs on draws power until reboot."""
+        """qpu_enable(0), tried twice: a board left with its QPUs on draws power until reboot. An
+        answer other than 0 or the reference-count answer (ENABLE_QPU_ALREADY_ON) is a failure."""
         if not self._qpu_on:
             return
-        try:
-            self.mailbox.enable_qpu(False)
-        except (MailboxError, TimeoutError):
-            log.warning("qpu_enable(0) failed; trying once more")
-            self.mailbox.enable_qpu(False)
+        for attempt in range(2):
+            try:
+                status = self.mailbox.enable_qpu(False)
+            except (MailboxError, TimeoutError):
+                if attempt:
+                    raise
+                log.warning("qpu_enable(0) failed; trying once more")
+                continue
+            if status in (0, ENABLE_QPU_ALREADY_ON):
+                return
+            if attempt:
+                raise MailboxError(f"qpu_enable(0) answered 0x{status:08x} twice: the QPUs may "
+                                   "still be powered (a reboot powers them down)")
+            log.warning("qpu_enable(0) answered 0x%08x; trying once more", status)
 
     def close(self) -> None:
         """Release every block, power the QPUs down, close the devices. Idempotent; keeps going

@@ -55,6 +55,11 @@ EXECUTE_QPU_TIMEOUT = 0x80000000
 #: qpu_enable's answer when the QPUs were already on (a firmware reference count; VC4CL accepts it)
 ENABLE_QPU_ALREADY_ON = 0x80000000
 
+#: sanity bounds of the firmware's answers: no VideoCore IV clock runs at 1.5 GHz, and the GPU's
+#: view of SDRAM is 1 GiB (the largest VC4 Pi's RAM)
+MAX_CLOCK_HZ = 1_500_000_000
+VC_ADDRESS_SPACE_BYTES = 1 << 30
+
 VCIO_PATH = "/dev/vcio"
 
 
@@ -181,15 +186,25 @@ class Mailbox:
     # --- board facts ------------------------------------------------------------------------------
     def get_clock_rate(self, clock_id: int) -> int:
         """Current rate of a clock in Hz (clock 5 = V3D)."""
-        return self.call(TAG_GET_CLOCK_RATE, (clock_id,), 2, "get_clock_rate")[1]
+        return self._rate(TAG_GET_CLOCK_RATE, clock_id, "get_clock_rate")
 
     def get_max_clock_rate(self, clock_id: int) -> int:
         """Maximum rate of a clock in Hz."""
-        return self.call(TAG_GET_MAX_CLOCK_RATE, (clock_id,), 2, "get_max_clock_rate")[1]
+        return self._rate(TAG_GET_MAX_CLOCK_RATE, clock_id, "get_max_clock_rate")
+
+    def _rate(self, tag: int, clock_id: int, name: str) -> int:
+        echoed, rate = self.call(tag, (clock_id,), 2, name)
+        if echoed != clock_id or not 0 < rate <= MAX_CLOCK_HZ:   # the firmware echoes the clock id
+            raise MailboxError(f"{name}({clock_id}) answered clock {echoed} at {rate} Hz: not an answer "
+                               "to the question")
+        return rate
 
     def get_vc_memory(self) -> Tuple[int, int]:
         """(base, size in bytes) of the GPU side of the memory split (gpu_mem)."""
         base, size = self.call(TAG_GET_VC_MEMORY, (), 2, "get_vc_memory")
+        if not 0 < size <= VC_ADDRESS_SPACE_BYTES or base + size > VC_ADDRESS_SPACE_BYTES:
+            raise MailboxError(f"get_vc_memory answered {size} bytes at 0x{base:08x}, beyond the "
+                               "GPU's 1 GiB view of SDRAM: not a memory split any Pi has")
         return base, size
 
     def get_arm_memory(self) -> Tuple[int, int]:

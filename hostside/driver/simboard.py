@@ -65,6 +65,8 @@ ALIAS_BY_CACHE_FLAGS = {
 #: property calls kept in `recent_calls`
 RECENT_CALLS = 4096
 FIRMWARE_REVISION = 0x5F6A2C4B        # an arbitrary date stamp: the simulation's firmware
+#: what a garbage answer (fail_mode) holds in every value
+GARBAGE_WORD = 0xDEADBEEF
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,11 @@ class SimulatedFirmware:
     refuse_qpu_enable: bool = False       # what the firmware does when the vc4 DRM driver owns the V3D
     has_vcsm_cma: bool = True             # the kernel has /dev/vcsm-cma (Raspberry Pi OS since 2020)
     #: fault injection: the property call with this number (0, 1, ... in the order they come)
-    #: fails as the kernel fails a mailbox call whose answer does not come (ETIMEDOUT)
+    #: fails as `fail_mode` says: "timeout", as the kernel fails a call whose answer does not come
+    #: (ETIMEDOUT); "garbage", a well-formed answer whose every value is GARBAGE_WORD, the call
+    #: not carried out (a firmware that answers something else than what was asked)
     fail_call: Optional[int] = None
+    fail_mode: str = "timeout"
     cma_bytes: int = CMA_BYTES
     handles: Dict[int, _Handle] = field(default_factory=dict)
     last_stats: Optional[LaunchStats] = None
@@ -206,7 +211,8 @@ class SimulatedFirmware:
         if self.closed:
             raise OSError(errno.EBADF, "Bad file descriptor (the simulated /dev/vcio was closed)")
         self.calls_made += 1
-        if self.fail_call == self.calls_made - 1:
+        garbage = self.fail_call == self.calls_made - 1 and self.fail_mode == "garbage"
+        if self.fail_call == self.calls_made - 1 and not garbage:
             raise OSError(errno.ETIMEDOUT, "Connection timed out (fault injected)")
         if request != mb.mbox_property_ioctl_number(self.pointer_size):
             raise OSError(errno.ENOTTY, f"ioctl 0x{request:08x} is not this kernel's "
@@ -219,7 +225,8 @@ class SimulatedFirmware:
             tag, value_bytes, request_bytes = words[i:i + 3]
             values = words[i + 3:i + 3 + value_bytes // 4]
             self.recent_calls.append((tag, tuple(values[:request_bytes // 4])))
-            answer = self._answer(tag, values[:request_bytes // 4])
+            answer = ([GARBAGE_WORD] * (value_bytes // 4) if garbage
+                      else self._answer(tag, values[:request_bytes // 4]))
             if answer is None or 4 * len(answer) > value_bytes:
                 status = mb.PARSE_ERROR
             else:

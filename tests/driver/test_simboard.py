@@ -243,10 +243,12 @@ def _session(firmware):
         sgemm_through(drv, m=20, k=8, n=20)
 
 
-def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean():
-    """Count the property calls of a clean session; then fail each one in turn (ETIMEDOUT, as the
-    kernel reports a firmware that does not answer). Every run ends in one DriverError or in
-    success, and afterwards the firmware holds no handle and the QPUs are powered down."""
+@pytest.mark.parametrize("mode", ["timeout", "garbage"])
+def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean(mode):
+    """Count the property calls of a clean session; then fail each one in turn: ETIMEDOUT, as the
+    kernel reports a firmware that does not answer, or an answer of garbage values. Every run
+    ends in one DriverError or in success, and afterwards the firmware holds no handle and the
+    QPUs are powered down."""
     clean = simboard.firmware_for("pi3")
     _session(clean)
     calls = clean.calls_made
@@ -254,7 +256,7 @@ def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean():
     outcomes = []
     for i in range(calls):
         firmware = simboard.firmware_for("pi3")
-        firmware.fail_call = i
+        firmware.fail_call, firmware.fail_mode = i, mode
         try:
             _session(firmware)
             outcomes.append("ok")
