@@ -202,6 +202,10 @@ class QpuModel:
                 kept.update((t, self.host_views[t].copy()) for t in step.node.outputs)
         if keep:
             return kept
+        return self.outputs()
+
+    def outputs(self) -> dict:
+        """The graph outputs of the latest inference (`run` or `profile`) by tensor name (copies)."""
         return {s.tensor: self.host_views[s.tensor].copy() for s in self.graph.outputs}
 
     def validate(self, feeds: dict) -> list:

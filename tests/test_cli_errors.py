@@ -131,6 +131,8 @@ CASES = [
     ("camera, source not an image", lambda f: [*CAMERA, "--source", f["photo.jpg"]], 3, "photo.jpg"),
     ("camera, bad resolution", lambda f: [*CAMERA, "--resolution", "big"], 3, "WIDTHxHEIGHT"),
     ("camera, no camera", lambda f: [*CAMERA, "--source", "picamera"], 5, "no camera found"),
+    ("camera, bad --web address", lambda f: [*CAMERA, "--source", "demos/images", "--web", "localhost"],
+     3, "[HOST:]PORT"),
     # bench
     ("bench, corrupt model", lambda f: ["bench", "--model", f["junk.onnx"], *NEON], 4, "junk.onnx"),
     ("bench, missing model", lambda f: ["bench", "--model", "/no/m.onnx", *NEON], 3, "does not exist"),

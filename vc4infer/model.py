@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -114,7 +114,10 @@ class Model:
         """Run the model. `x`: one array (single input), a list in input order or a dict by
         input name, each exactly as `input_specs` say. Returns one array for a single-output
         model, else a list in output order, as `output_specs` say."""
-        out = self._runner.run(self._feeds(x))
+        return self._outputs(self._runner.run(self._feeds(x)))
+
+    def _outputs(self, out: dict) -> Union[np.ndarray, list]:
+        """The runner's outputs (internal tensor name -> array) as `run` returns them."""
         ys = [spec.from_internal(out[spec.tensor]) for spec in self.graph.outputs]
         return ys[0] if len(ys) == 1 else ys
 
@@ -122,15 +125,22 @@ class Model:
         """Run one inference and time it: rows with .layer, .where, .wall_seconds (host time on
         this machine) and .modelled_seconds (the emulator's modelled Pi time of QPU steps, else
         None). On the NEON backend there is one row for the whole graph."""
+        return self.run_profiled(x)[1]
+
+    def run_profiled(self, x: Any) -> Tuple[Union[np.ndarray, list], list]:
+        """`run` and `profile` in one inference: (what `run` returns, the rows `profile` gives)."""
         feeds = self._feeds(x)
         if self.backend != "neon":
-            return self._runner.profile(feeds)
-        from hostside.qpu_model import StepTime
-        from vc4infer.graph import ops
-        start = time.perf_counter()
-        self._runner.run(feeds)
-        macs = sum(ops.get(n.op).macs(self.graph, n) for n in self.graph.nodes)
-        return [StepTime("all layers", "neon", time.perf_counter() - start, None, macs=macs)]
+            rows = self._runner.profile(feeds)
+            out = self._runner.outputs()
+        else:
+            from hostside.qpu_model import StepTime
+            from vc4infer.graph import ops
+            start = time.perf_counter()
+            out = self._runner.run(feeds)
+            macs = sum(ops.get(n.op).macs(self.graph, n) for n in self.graph.nodes)
+            rows = [StepTime("all layers", "neon", time.perf_counter() - start, None, macs=macs)]
+        return self._outputs(out), rows
 
     def run_all(self, x: Any) -> dict:
         """Run and keep every tensor (internal layout, by IR tensor name): for per-layer checks.

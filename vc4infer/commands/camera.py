@@ -4,10 +4,13 @@ frame rate; Ctrl-C (or the end of --frames / of the images) prints a summary."""
 from __future__ import annotations
 
 import collections
+import contextlib
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import click
 
@@ -45,15 +48,81 @@ class Timings:
 
 
 def classify_frame(model, image, top: int):
-    """(top classes as Model.classify gives them, preprocess seconds, inference seconds)."""
+    """(top classes as Model.classify gives them, preprocess seconds, inference seconds, the
+    inference's profile rows: Model.run_profiled)."""
     from vc4infer.graph.preprocess import preprocess
     start = time.perf_counter()
     x = preprocess(image, model)
     prepared = time.perf_counter()
-    y = model.run(x)
+    y, rows = model.run_profiled(x)
     done = time.perf_counter()
     results = model.top_classes(y, top)
-    return results, prepared - start, done - prepared
+    return results, prepared - start, done - prepared, rows
+
+
+def pi_latency(model, capture: float, prep: float, rows: list) -> Tuple[dict, dict]:
+    """A frame's latency split as the Pi sees it: ({phase: ms}, {phase: how it was obtained}).
+    QPU and NEON are the steps' modelled Pi times when the QPUs are emulated, else measured."""
+    measured = "measured on this machine"
+    if model.modelled:
+        kinds = {"qpu": f"modelled (timing model, V3D at {model.clock_hz / 1e6:.0f} MHz)",
+                 "neon": "modelled (Cortex-A53 estimate)"}
+    else:
+        kinds = {"qpu": measured, "neon": measured}
+
+    def seconds(row):
+        return row.modelled_seconds if model.modelled and row.modelled_seconds is not None \
+            else row.wall_seconds
+    qpu = sum(seconds(r) for r in rows if r.where.startswith("qpu"))
+    neon = sum(seconds(r) for r in rows if not r.where.startswith("qpu"))
+    ms = {"capture": capture * 1e3, "preprocess": prep * 1e3, "qpu": qpu * 1e3, "neon": neon * 1e3}
+    ms["total"] = sum(ms.values())
+    kinds = dict(kinds, capture=measured, preprocess=measured,
+                 total="modelled" if model.modelled else measured)
+    return ms, kinds
+
+
+def frame_result(frame, results, latency: Tuple[dict, dict], fps: float, backend: str,
+                 model_name: str) -> dict:
+    """What /result.json serves for a frame."""
+    from vc4infer.graph.labels import short_name
+    ms, kinds = latency
+    return {"frame": frame.index, "name": frame.name, "model": model_name, "backend": backend,
+            "fps": fps, "latency_ms": ms, "latency_kind": kinds,
+            "top": [{"index": int(i), "label": label, "probability": float(p),
+                     "name": short_name(label) if label is not None else f"class {i}"}
+                    for i, label, p in results]}
+
+
+def frame_labels(result: dict) -> List[str]:
+    """The lines drawn on a frame: the classes, then speed and where it ran."""
+    lines = [f"{c['name']} {c['probability'] * 100:.1f}%" for c in result["top"]]
+    ms, kinds = result["latency_ms"], result["latency_kind"]
+    note = " (modelled)" if kinds["qpu"].startswith("modelled") else ""
+    lines.append(f"QPU {ms['qpu']:.1f} ms{note}, NEON {ms['neon']:.1f} ms | {result['fps']:.1f} fps | "
+                 f"{result['backend']}")
+    return lines
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop as Ctrl-C stops (the camera released, the summary printed)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """While the loop runs, SIGTERM (systemd, `kill`) ends it cleanly instead of killing the
+    process with the camera open. Only the main thread can take signals: elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Terminated()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _ms(seconds: float) -> str:
@@ -98,45 +167,67 @@ def _summary(timings: Timings, elapsed: float, why: str, backend: str, descripti
 @click.option("--resolution", "-r", default="320x240", show_default=True, metavar="WxH",
               help="camera capture size (files are used at their own size)")
 @click.option("--loop", is_flag=True, help="with a PATH source: start over at the end")
+@click.option("--web", default=None, metavar="[HOST:]PORT",
+              help="serve a live view: the labelled frames (MJPEG) and /result.json; PORT alone "
+                   "listens on every address, 0 picks a free port")
 def camera(model: str, backend: str, top: int, frames: Optional[int], source: str,
-           resolution: str, loop: bool) -> None:
+           resolution: str, loop: bool, web: Optional[str]) -> None:
     """Classify camera frames live: top classes, per-frame latency and frame rate."""
     from vc4infer.camera import open_source, parse_resolution
     from vc4infer.commands.classify import _load
     from vc4infer.cli import fail
     from vc4infer.errors import Vc4InferError
+    from vc4infer import webview
     try:
+        address = webview.parse_address(web) if web is not None else None
         size = parse_resolution(resolution)
         stream = open_source(source, resolution=size, loop=loop)
     except Vc4InferError as exc:                 # a source that cannot be read, no camera
         fail(exc)
     try:
         loaded = _load(model, backend, None, None)
-    except click.ClickException:
+        view = (webview.WebView(webview.FrameHub(), *address, title=f"{model} on {loaded.backend}")
+                if address is not None else None)
+    except (click.ClickException, Vc4InferError) as exc:
         stream.source.close()                    # release the camera opened above
+        if isinstance(exc, Vc4InferError):
+            fail(exc)
         raise
     click.echo(f"model {model} on backend {loaded.backend}; source: {stream.description}; "
                f"Ctrl-C to stop")
+    if view is not None:
+        click.echo(f"web view: {view.url} (latest result: {view.url}result.json)")
     timings = Timings()
     why = "end of the images"
     start = time.perf_counter()
     try:
-        with stream:
+        with stream, _sigterm_stops():
             start = time.perf_counter()          # the frame rate leaves out the camera start-up
             while frames is None or timings.frames < frames:
                 frame = stream.next_frame()
                 if frame is None:
                     break
-                results, prep, infer = classify_frame(loaded, frame.image, top)
+                results, prep, infer, rows = classify_frame(loaded, frame.image, top)
                 timings.add(capture=frame.capture_seconds, preprocess=prep, inference=infer)
                 fps = timings.frames / (time.perf_counter() - start)
                 click.echo(_frame_line(frame, results, frame.capture_seconds, prep, infer, fps))
+                if view is not None:             # labels drawn and encoded once for every viewer
+                    result = frame_result(frame, results,
+                                          pi_latency(loaded, frame.capture_seconds, prep, rows),
+                                          fps, loaded.backend, model)
+                    labelled = webview.annotate(frame.image, frame_labels(result))
+                    view.hub.publish(webview.encode_jpeg(labelled), result)
             else:
                 why = f"{frames} frames done"
     except KeyboardInterrupt:
         why = "Ctrl-C"
+    except _Terminated:
+        why = "SIGTERM"
     except Vc4InferError as exc:                 # a frame that cannot be read, the model failing
         fail(exc)
+    finally:
+        if view is not None:
+            view.close()
     elapsed = time.perf_counter() - start
     for line in _summary(timings, elapsed, why, loaded.backend, stream.description,
                          stream.dropped):
