@@ -23,9 +23,11 @@ setup(
         "camera": ["picamera2"],
         # vc4infer bench --plot
         "plot": ["matplotlib"],
+        # vc4infer camera --record out.mp4 (FFmpeg bindings; Raspberry Pi OS: apt install python3-av)
+        "record": ["av"],
         "dev": [
             "pytest>=7", "pytest-xdist", "hypothesis", "numba>=0.57", "onnx>=1.14", "onnxruntime>=1.16",
-            "ai-edge-litert", "flatbuffers>=23", "ruff", "matplotlib",
+            "ai-edge-litert", "flatbuffers>=23", "ruff", "matplotlib", "av",
         ],
     },
     entry_points={"console_scripts": ["vc4infer=vc4infer.cli:main"]},

@@ -4,6 +4,8 @@ decode as JPEG, /result.json must hold the classes that vc4infer.load(...).class
 the same photo, viewers must not hold up the classifier, and SIGTERM must end it cleanly."""
 import io
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +142,44 @@ def test_the_mjpeg_stream_shows_new_frames_to_several_viewers(server):
         assert _result(url)["frame"] > before + 5            # the classifier kept going
     finally:
         stuck.close()
+
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
+                None)
+#: headless, and without the background connections a closed network refuses
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=3000"]
+
+
+def _chromium(tmp_path, *args) -> str:
+    done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed: `sudo apt install "
+                                               "chromium` (CI installs it)")
+def test_the_page_in_headless_chromium_shows_the_frame_and_the_labels(server, tmp_path):
+    url, _ = server
+    _result(url)
+    shot = tmp_path / "page.png"
+    _chromium(tmp_path, "--window-size=900,800", f"--screenshot={shot}", url)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+    frame_area = pixels[60:460, 15:615].astype(np.uint8)     # where the page puts the frame
+    colours = len(np.unique(frame_area.reshape(-1, 3), axis=0))
+    assert colours > 5000, f"the frame area holds {colours} colours: no photo there"
+    dom = _chromium(tmp_path, "--dump-dom", url)
+    width, height = map(int, re.search(r"\((\d+)x(\d+)\)", dom).groups())
+    assert width > 100 and height > 100, "the browser decoded no frame of the stream"
+    shown = re.search(r'<div id="top">([^<]*)', dom).group(1)
+    # the labels the page's script put there: a class of one of the photos, with its share
+    expected = {short for path in IMAGES.iterdir() if path.suffix in (".png", ".jpg")
+                for short in [vc4infer.load(MODEL, backend="neon").classify(str(path), top=1)[0][1]]}
+    best = shown.split(" | ")[0]
+    assert re.fullmatch(r".+ \d+\.\d%", best), shown
+    assert best.rsplit(" ", 1)[0] in {e.split(",")[0] for e in expected}, (shown, expected)
 
 
 def test_sigterm_ends_the_loop_cleanly():

@@ -37,6 +37,7 @@ EXIT_CODES = (
     ("vc4infer.device:HardwareUnavailableError", 5),       # this machine cannot run the backend
     ("vc4infer.errors:BackendUnavailableError", 5),
     ("vc4infer.graph.zoo:ModelNotInstalledError", 5),
+    ("vc4infer.errors:MissingPackageError", 5),
     ("vc4infer.graph.zoo:DownloadError", 5),
     ("vc4infer.device:DriverError", 6),                    # the GPU or a QPU program failed
 )

@@ -37,5 +37,10 @@ class InputError(Vc4InferError, ValueError):
     message names it and what to give instead."""
 
 
+class MissingPackageError(Vc4InferError):
+    """An optional package that a chosen feature needs is not installed; the message says how to
+    get it and what works without it."""
+
+
 class BackendUnavailableError(Vc4InferError):
     """The requested execution backend does not exist or cannot run here."""

@@ -67,7 +67,7 @@ def annotate(image: np.ndarray, lines: List[str]) -> Image.Image:
     """The frame with `lines` (best class first) on a dark band across its top."""
     frame = Image.fromarray(image)
     draw = ImageDraw.Draw(frame, "RGBA")
-    font = _font(max(11, frame.height // 30))
+    font = _font(max(11, min(frame.height // 30, frame.width // 42)))
     line_px = 4 + draw.textbbox((0, 0), "Ag", font=font)[3]
     draw.rectangle((0, 0, frame.width, 4 + line_px * len(lines)), fill=(0, 0, 0, 160))
     for i, text in enumerate(lines):
@@ -135,8 +135,10 @@ async function refresh() {{
       document.getElementById("times").innerHTML = Object.keys(t).map(
         k => "<tr><td>" + k + "</td><td>" + t[k].toFixed(1) + " ms</td><td class=note>" +
              (r.latency_kind[k] || "") + "</td></tr>").join("");
-      document.getElementById("about").textContent = "frame " + r.frame + ", " +
-        r.fps.toFixed(2) + " fps, model " + r.model + " on " + r.backend;
+      const img = document.getElementById("frame");
+      document.getElementById("about").textContent = "frame " + r.frame + " (" +
+        img.naturalWidth + "x" + img.naturalHeight + "), " + r.fps.toFixed(2) + " fps (" +
+        r.fps_kind + "), model " + r.model + " on " + r.backend;
     }}
   }} catch (e) {{}}
   setTimeout(refresh, 500);

@@ -78,7 +78,7 @@ def pi_latency(model, capture: float, prep: float, rows: list) -> Tuple[dict, di
     ms = {"capture": capture * 1e3, "preprocess": prep * 1e3, "qpu": qpu * 1e3, "neon": neon * 1e3}
     ms["total"] = sum(ms.values())
     kinds = dict(kinds, capture=measured, preprocess=measured,
-                 total="modelled" if model.modelled else measured)
+                 total="QPU and NEON modelled, the rest measured" if model.modelled else measured)
     return ms, kinds
 
 
@@ -87,8 +87,10 @@ def frame_result(frame, results, latency: Tuple[dict, dict], fps: float, backend
     """What /result.json serves for a frame."""
     from vc4infer.graph.labels import short_name
     ms, kinds = latency
+    fps_kind = ("this machine's, emulating the QPUs" if kinds["qpu"].startswith("modelled")
+                else "measured on this machine")
     return {"frame": frame.index, "name": frame.name, "model": model_name, "backend": backend,
-            "fps": fps, "latency_ms": ms, "latency_kind": kinds,
+            "fps": fps, "fps_kind": fps_kind, "latency_ms": ms, "latency_kind": kinds,
             "top": [{"index": int(i), "label": label, "probability": float(p),
                      "name": short_name(label) if label is not None else f"class {i}"}
                     for i, label, p in results]}
@@ -98,9 +100,10 @@ def frame_labels(result: dict) -> List[str]:
     """The lines drawn on a frame: the classes, then speed and where it ran."""
     lines = [f"{c['name']} {c['probability'] * 100:.1f}%" for c in result["top"]]
     ms, kinds = result["latency_ms"], result["latency_kind"]
-    note = " (modelled)" if kinds["qpu"].startswith("modelled") else ""
-    lines.append(f"QPU {ms['qpu']:.1f} ms{note}, NEON {ms['neon']:.1f} ms | {result['fps']:.1f} fps | "
-                 f"{result['backend']}")
+    emulated = kinds["qpu"].startswith("modelled")
+    note, host = (" (modelled)", " on this host") if emulated else ("", "")
+    lines.append(f"QPU {ms['qpu']:.1f} ms{note}, NEON {ms['neon']:.1f} ms | {result['fps']:.1f} fps"
+                 f"{host} | {result['backend']}")
     return lines
 
 
@@ -170,26 +173,32 @@ def _summary(timings: Timings, elapsed: float, why: str, backend: str, descripti
 @click.option("--web", default=None, metavar="[HOST:]PORT",
               help="serve a live view: the labelled frames (MJPEG) and /result.json; PORT alone "
                    "listens on every address, 0 picks a free port")
+@click.option("--record", default=None, metavar="OUT.mp4|OUT.gif|DIR",
+              help="write the labelled frames: a video (needs PyAV), a GIF, or JPEG files in DIR")
 def camera(model: str, backend: str, top: int, frames: Optional[int], source: str,
-           resolution: str, loop: bool, web: Optional[str]) -> None:
+           resolution: str, loop: bool, web: Optional[str], record: Optional[str]) -> None:
     """Classify camera frames live: top classes, per-frame latency and frame rate."""
     from vc4infer.camera import open_source, parse_resolution
     from vc4infer.commands.classify import _load
     from vc4infer.cli import fail
     from vc4infer.errors import Vc4InferError
-    from vc4infer import webview
+    from vc4infer import recording, webview
     try:
         address = webview.parse_address(web) if web is not None else None
         size = parse_resolution(resolution)
         stream = open_source(source, resolution=size, loop=loop)
     except Vc4InferError as exc:                 # a source that cannot be read, no camera
         fail(exc)
+    view = None
     try:
         loaded = _load(model, backend, None, None)
         view = (webview.WebView(webview.FrameHub(), *address, title=f"{model} on {loaded.backend}")
                 if address is not None else None)
+        recorder = recording.open_recorder(record) if record is not None else None
     except (click.ClickException, Vc4InferError) as exc:
         stream.source.close()                    # release the camera opened above
+        if view is not None:
+            view.close()
         if isinstance(exc, Vc4InferError):
             fail(exc)
         raise
@@ -211,12 +220,16 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
                 timings.add(capture=frame.capture_seconds, preprocess=prep, inference=infer)
                 fps = timings.frames / (time.perf_counter() - start)
                 click.echo(_frame_line(frame, results, frame.capture_seconds, prep, infer, fps))
-                if view is not None:             # labels drawn and encoded once for every viewer
+                if view is not None or recorder is not None:   # labelled and encoded once
                     result = frame_result(frame, results,
                                           pi_latency(loaded, frame.capture_seconds, prep, rows),
                                           fps, loaded.backend, model)
                     labelled = webview.annotate(frame.image, frame_labels(result))
-                    view.hub.publish(webview.encode_jpeg(labelled), result)
+                    jpeg = webview.encode_jpeg(labelled)
+                    if view is not None:
+                        view.hub.publish(jpeg, result)
+                    if recorder is not None:
+                        recorder.write(labelled, jpeg, time.perf_counter() - start)
             else:
                 why = f"{frames} frames done"
     except KeyboardInterrupt:
@@ -228,6 +241,9 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
     finally:
         if view is not None:
             view.close()
+        if recorder is not None:
+            recorder.close()
+            click.echo(f"recorded {recorder.frames} frames to {record}")
     elapsed = time.perf_counter() - start
     for line in _summary(timings, elapsed, why, loaded.backend, stream.description,
                          stream.dropped):
