@@ -146,9 +146,29 @@ def test_ctrl_c_ends_with_a_summary(monkeypatch):
 def test_no_camera_is_a_clear_error(no_camera_stack):
     result = CliRunner().invoke(camera, ["--model", "mobilenet_v1"])
     assert result.exit_code == 5                                  # this machine
+    assert result.output.count("\n") == 1                         # one line
     for text in ("no camera found", "picamera2: not importable", "picamera (legacy): not importable",
                  "video devices:", "sudo apt install python3-picamera2", "--source DIR"):
         assert text in result.output, text
+
+
+@pytest.mark.parametrize("library, error", [
+    ("picamera2", RuntimeError("Failed to acquire camera: Device or resource busy")),
+    ("picamera", OSError("Failed to enable connection: Out of resources")),   # legacy MMAL
+])
+def test_a_busy_camera_is_named_as_such(monkeypatch, library, error):
+    def held(*args, **kwargs):
+        raise error
+    for name in ("picamera2", "picamera"):                         # both installed: the one asked
+        module = types.ModuleType(name)                           # first answers busy
+        module.Picamera2 = module.PiCamera = held if name == library else FakePicamera2
+        monkeypatch.setitem(sys.modules, name, module)
+    if library == "picamera":
+        monkeypatch.setitem(sys.modules, "picamera2", None)
+    result = CliRunner().invoke(camera, ["--model", "mobilenet_v1", "--backend", "neon"])
+    assert result.exit_code == 5 and result.output.count("\n") == 1, result.output
+    assert "the camera is busy: another program holds it" in result.output
+    assert str(error) in result.output and "fuser" in result.output
 
 
 def test_bad_arguments():

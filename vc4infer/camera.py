@@ -13,6 +13,7 @@ backlog of stale frames. File sources are not live: they hand out every image in
 from __future__ import annotations
 
 import abc
+import errno
 import glob
 import os
 import threading
@@ -46,6 +47,24 @@ class NoCameraError(CameraError):
 
 class CameraDeviceError(CameraError):
     """The camera stopped delivering frames: it stalled, or its driver failed (unplugged)."""
+
+
+class CameraBusyError(CameraDeviceError):
+    """Another program holds the camera."""
+
+
+#: what libcamera (EBUSY) and legacy MMAL ("Out of resources") say when another program holds it
+BUSY_SIGNS = ("busy", "out of resources")
+
+
+def _busy(library: str, exc: BaseException) -> Optional[CameraBusyError]:
+    """A CameraBusyError when `exc`, raised by `library` opening the camera, says it is held."""
+    if getattr(exc, "errno", None) != errno.EBUSY and \
+            not any(sign in str(exc).lower() for sign in BUSY_SIGNS):
+        return None
+    return CameraBusyError(f"the camera is busy: another program holds it ({library}: "
+                           f"{type(exc).__name__}: {exc}); stop that program (`sudo fuser -v "
+                           "/dev/video* /dev/media*` names it) and try again")
 
 
 @dataclass
@@ -166,6 +185,9 @@ def open_camera(resolution: Tuple[int, int], dev: str = "/dev") -> FrameSource:
         try:
             return Picamera2Source(Picamera2(), resolution)
         except Exception as exc:  # noqa: BLE001 - libcamera raises IndexError/RuntimeError
+            busy = _busy("picamera2", exc)
+            if busy is not None:
+                raise busy from None
             attempts.append(f"picamera2: installed, but it found no camera "
                             f"({type(exc).__name__}: {exc})")
     try:
@@ -176,13 +198,16 @@ def open_camera(resolution: Tuple[int, int], dev: str = "/dev") -> FrameSource:
         try:
             return LegacyPicameraSource(picamera.PiCamera(), resolution)
         except Exception as exc:  # noqa: BLE001 - PiCameraError and MMAL errors
+            busy = _busy("picamera (legacy)", exc)
+            if busy is not None:
+                raise busy from None
             attempts.append(f"picamera (legacy): installed, but the camera did not open "
                             f"({type(exc).__name__}: {exc})")
     devices = _video_devices(dev)
     attempts.append(f"video devices: {', '.join(devices)}" if devices
                     else f"video devices: none ({dev}/video* does not exist)")
     raise NoCameraError(
-        "no camera found. Tried:\n  - " + "\n  - ".join(attempts) + "\n"
+        "no camera found (" + "; ".join(attempts) + "). "
         "Fix: connect the camera and enable it (Raspberry Pi OS Bullseye and later: "
         "`sudo apt install python3-picamera2`, and camera_auto_detect=1 in /boot/config.txt; "
         "Buster and older: `sudo raspi-config` > Interface Options > Camera, then `pip install "
