@@ -38,6 +38,9 @@ def test_a_slow_viewer_gets_the_newest_frame_not_a_queue():
 
 
 def test_addresses():
+    from vc4infer.commands.camera import DEFAULT_WEB_PORT
+    from vc4infer.webview import DEFAULT_PORT
+    assert DEFAULT_WEB_PORT == DEFAULT_PORT
     assert parse_address("8000") == ("0.0.0.0", 8000)
     assert parse_address("127.0.0.1:0") == ("127.0.0.1", 0)
     for bad in ("web", "127.0.0.1:99999", ":x"):

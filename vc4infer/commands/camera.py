@@ -17,6 +17,8 @@ import click
 from vc4infer.commands.classify import BACKEND_CHOICES
 
 PHASES = ("capture", "preprocess", "inference")
+#: `--web` without an address (vc4infer.webview.DEFAULT_PORT, without importing it)
+DEFAULT_WEB_PORT = 8000
 
 
 #: frames whose latencies the summary's median is taken over (the mean covers every frame):
@@ -170,9 +172,10 @@ def _summary(timings: Timings, elapsed: float, why: str, backend: str, descripti
 @click.option("--resolution", "-r", default="320x240", show_default=True, metavar="WxH",
               help="camera capture size (files are used at their own size)")
 @click.option("--loop", is_flag=True, help="with a PATH source: start over at the end")
-@click.option("--web", default=None, metavar="[HOST:]PORT",
-              help="serve a live view: the labelled frames (MJPEG) and /result.json; PORT alone "
-                   "listens on every address, 0 picks a free port")
+@click.option("--web", default=None, is_flag=False, flag_value=str(DEFAULT_WEB_PORT),
+              metavar="[HOST:]PORT",
+              help=f"serve a live view: the labelled frames (MJPEG) and /result.json; --web alone "
+                   f"serves on port {DEFAULT_WEB_PORT} of every address, 0 picks a free port")
 @click.option("--record", default=None, metavar="OUT.mp4|OUT.gif|DIR",
               help="write the labelled frames: a video (needs PyAV), a GIF, or JPEG files in DIR")
 def camera(model: str, backend: str, top: int, frames: Optional[int], source: str,
