@@ -417,6 +417,23 @@ def _rotate(src, dst, n, full):
 
 
 @jit_inline
+def _regfile_read(q, n, r, space, refuse_stale, regs, oldv, qs, dst):
+    """dst = register r of regfile `space` (0: A, 1: B) as instruction n reads it: the value from
+    before the previous instruction's write when that instruction wrote it (the regfiles' write
+    latency, guide p.37). Returns False, reading nothing, for such a read when `refuse_stale`
+    (strict mode and the value is used): the guide leaves it undefined."""
+    if r == qs[q, QS_LASTW_A + space] and qs[q, QS_LASTW_INSTR] == n - 1:
+        if refuse_stale:
+            return False
+        for i in range(16):
+            dst[i] = oldv[q, space, i]
+    else:
+        for i in range(16):
+            dst[i] = regs[q, 32 * space + r, i]
+    return True
+
+
+@jit_inline
 def _pop_uniform_into(out, q, qs, gs, gt, mem, mem32, membase, l2tag, l2state, l2data, tp):
     """The next uniform (`uniform_in_buffer` holds) into all 16 elements of out; returns the
     modelled stall of entering a new cache line (0 within the line)."""
@@ -777,14 +794,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     return _undefined(err, UB_R4_SFU, q, pc, qs[q, QS_SFU_AT] + 1 - n)
                 # regfile A read
                 if ra < 32:
-                    if ra == qs[q, QS_LASTW_A] and qs[q, QS_LASTW_INSTR] == n - 1:
-                        if uses_a and strict:
-                            return _undefined(err, UB_REGFILE_RAW, q, pc, ra)
-                        for i in range(16):
-                            va[i] = oldv[q, 0, i]
-                    else:
-                        for i in range(16):
-                            va[i] = regs[q, ra, i]
+                    if not _regfile_read(q, n, ra, 0, uses_a and strict, regs, oldv, qs, va):
+                        return _undefined(err, UB_REGFILE_RAW, q, pc, ra)
                 elif ra == isa.ADDR_UNIFORM and uniform_in_buffer(qs, q):
                     ustall += _pop_uniform_into(va, q, qs, gs, gt, mem, mem32, membase, l2tag, l2state,
                                                 l2data, tp)
@@ -802,14 +813,8 @@ def _run(prog, regions, mem, bounds, regs, acc, flags, oldv, sfu_val, tmu_data, 
                     for i in range(16):
                         vb[i] = v
                 elif rb < 32:
-                    if rb == qs[q, QS_LASTW_B] and qs[q, QS_LASTW_INSTR] == n - 1:
-                        if uses_b and strict:
-                            return _undefined(err, UB_REGFILE_RAW, q, pc, 32 + rb)
-                        for i in range(16):
-                            vb[i] = oldv[q, 1, i]
-                    else:
-                        for i in range(16):
-                            vb[i] = regs[q, 32 + rb, i]
+                    if not _regfile_read(q, n, rb, 1, uses_b and strict, regs, oldv, qs, vb):
+                        return _undefined(err, UB_REGFILE_RAW, q, pc, 32 + rb)
                 elif rb == ra and (rb == isa.ADDR_UNIFORM or rb == isa.ADDR_VPM):
                     # one read serves both fields (VC4C; the Linux validator counts one uniform)
                     if strict and uses_a and uses_b:
