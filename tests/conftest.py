@@ -59,6 +59,20 @@ def pytest_report_collectionfinish(config, start_path, items):
 
 
 @pytest.fixture(scope="session")
+def small_v2(tmp_path_factory):
+    """A small MobileNet v2 ONNX file (width 0.25, 64x64 input, 10 classes) built by
+    models/build_onnx.py: a whole network that loads and runs in a second."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "graph"))
+    from test_onnx_helpers import load_build_onnx
+
+    build = load_build_onnx()
+    path = tmp_path_factory.mktemp("small_v2") / "v2.onnx"
+    return build.write(build.mobilenet_v2(alpha=0.25, resolution=64, num_classes=10), str(path))
+
+
+@pytest.fixture(scope="session")
 def backend(request) -> str:
     """The QPU backend chosen on the command line ("emu" or "hw")."""
     return request.config.getoption("--backend")

@@ -10,15 +10,6 @@ from requires import require
 
 from vc4infer.cli import main
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "graph"))
-from test_onnx_helpers import load_build_onnx  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def small_v2(tmp_path_factory):
-    build = load_build_onnx()
-    path = tmp_path_factory.mktemp("bench") / "v2.onnx"
-    return build.write(build.mobilenet_v2(alpha=0.25, resolution=64, num_classes=10), str(path))
 
 
 def test_bench_model_on_neon_reports_total_host_time(small_v2):

@@ -4,8 +4,6 @@ mailbox calls failing in turn, by timing out or by answering garbage, with GPU m
 in a one-line vc4infer or driver error or in the right answer, and leaves the board with no GPU
 memory held and the QPUs powered down."""
 import logging
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -15,15 +13,6 @@ from hostside.driver import simboard
 from vc4infer.device import DriverError
 from vc4infer.errors import Vc4InferError
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "graph"))
-from test_onnx_helpers import load_build_onnx  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def small_v2(tmp_path_factory):
-    build = load_build_onnx()
-    path = tmp_path_factory.mktemp("faults") / "v2.onnx"
-    return build.write(build.mobilenet_v2(alpha=0.25, resolution=64, num_classes=10), str(path))
 
 
 @pytest.mark.slow

@@ -1,9 +1,7 @@
 """The commands a Pi user runs first, through the hw backend on a simulated board
 (VC4INFER_SIMULATED_BOARD): selftest, classify and bench, as the README tells users without a Pi."""
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ from hostside.driver import simboard
 from vc4infer.cli import main
 from vc4infer.graph import zoo
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "graph"))
-from test_onnx_helpers import load_build_onnx  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[1] / "demos" / "images"
 
@@ -45,13 +41,6 @@ def test_classify_on_a_simulated_board_gives_the_neon_top5(monkeypatch, board):
     hw = _top5(["--model", "mobilenet_v2", "--backend", "hw"])
     assert [row[1].split()[0] for row in hw] == [row[1].split()[0] for row in neon]   # classes
     assert len(hw) == 5
-
-
-@pytest.fixture(scope="module")
-def small_v2(tmp_path_factory):
-    build = load_build_onnx()
-    path = tmp_path_factory.mktemp("simpi") / "v2.onnx"
-    return build.write(build.mobilenet_v2(alpha=0.25, resolution=64, num_classes=10), str(path))
 
 
 def _bench(model, backend, tmp_path, *extra):

@@ -12,6 +12,7 @@ source) is scaled into it, keeping its aspect, on black.
 """
 from __future__ import annotations
 
+import abc
 import os
 from typing import List, Optional
 
@@ -23,7 +24,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv")
 GIF_MAX_FRAMES = 1000
 
 
-class Recorder:
+class Recorder(abc.ABC):
     """Writes labelled frames to `path`; `frames` counts them. Use as a context manager."""
 
     def __init__(self, path: str):
@@ -31,12 +32,12 @@ class Recorder:
         self.frames = 0
         self._size: Optional[tuple] = None
 
+    @abc.abstractmethod
     def write(self, frame: Image.Image, jpeg: bytes, seconds: float) -> None:
         """One frame: its Pillow image, its JPEG encoding and when it was taken (seconds from the
         first frame)."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - only the video and GIF files need finishing
         """Finish the file (idempotent)."""
 
     def _fit(self, frame: Image.Image) -> Image.Image:
@@ -106,6 +107,7 @@ class VideoRecorder(Recorder):
         self._av = av
         self._container = av.open(path, mode="w")
         self._stream = None
+        self._last_ms = -1                                # pts of the latest frame
 
     def _open_stream(self, size: tuple) -> None:
         from fractions import Fraction
@@ -115,7 +117,6 @@ class VideoRecorder(Recorder):
         self._stream.width, self._stream.height = size
         self._stream.pix_fmt = "yuv420p"
         self._stream.time_base = Fraction(1, 1000)        # frames carry their own time, in ms
-        self._last_ms = -1
 
     def write(self, frame: Image.Image, jpeg: bytes, seconds: float) -> None:
         fitted = self._fit(frame)

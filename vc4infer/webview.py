@@ -13,6 +13,7 @@ viewer skips frames instead of queueing them, and no viewer holds up the classif
 """
 from __future__ import annotations
 
+import functools
 import html
 import io
 import json
@@ -75,6 +76,7 @@ def annotate(image: np.ndarray, lines: List[str]) -> Image.Image:
     return frame
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size_px: int):
     """Pillow's own font at `size_px` (Pillow >= 10.1 scales it; older ones have one size)."""
     try:

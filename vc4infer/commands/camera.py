@@ -84,15 +84,14 @@ def pi_latency(model, capture: float, prep: float, rows: list) -> Tuple[dict, di
     return ms, kinds
 
 
-def frame_result(frame, results, latency: Tuple[dict, dict], fps: float, backend: str,
-                 model_name: str) -> dict:
-    """What /result.json serves for a frame."""
+def frame_result(frame, results, model, model_name: str, prep: float, rows: list, fps: float) -> dict:
+    """What /result.json serves for a frame classified by `model` (`rows`: its profile)."""
     from vc4infer.graph.labels import short_name
-    ms, kinds = latency
-    fps_kind = ("this machine's, emulating the QPUs" if kinds["qpu"].startswith("modelled")
-                else "measured on this machine")
-    return {"frame": frame.index, "name": frame.name, "model": model_name, "backend": backend,
-            "fps": fps, "fps_kind": fps_kind, "latency_ms": ms, "latency_kind": kinds,
+    ms, kinds = pi_latency(model, frame.capture_seconds, prep, rows)
+    fps_kind = "this machine's, emulating the QPUs" if model.modelled else "measured on this machine"
+    return {"frame": frame.index, "name": frame.name, "model": model_name, "backend": model.backend,
+            "modelled": model.modelled, "fps": fps, "fps_kind": fps_kind, "latency_ms": ms,
+            "latency_kind": kinds,
             "top": [{"index": int(i), "label": label, "probability": float(p),
                      "name": short_name(label) if label is not None else f"class {i}"}
                     for i, label, p in results]}
@@ -101,9 +100,8 @@ def frame_result(frame, results, latency: Tuple[dict, dict], fps: float, backend
 def frame_labels(result: dict) -> List[str]:
     """The lines drawn on a frame: the classes, then speed and where it ran."""
     lines = [f"{c['name']} {c['probability'] * 100:.1f}%" for c in result["top"]]
-    ms, kinds = result["latency_ms"], result["latency_kind"]
-    emulated = kinds["qpu"].startswith("modelled")
-    note, host = (" (modelled)", " on this host") if emulated else ("", "")
+    ms = result["latency_ms"]
+    note, host = (" (modelled)", " on this host") if result["modelled"] else ("", "")
     lines.append(f"QPU {ms['qpu']:.1f} ms{note}, NEON {ms['neon']:.1f} ms | {result['fps']:.1f} fps"
                  f"{host} | {result['backend']}")
     return lines
@@ -224,9 +222,7 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
                 fps = timings.frames / (time.perf_counter() - start)
                 click.echo(_frame_line(frame, results, frame.capture_seconds, prep, infer, fps))
                 if view is not None or recorder is not None:   # labelled and encoded once
-                    result = frame_result(frame, results,
-                                          pi_latency(loaded, frame.capture_seconds, prep, rows),
-                                          fps, loaded.backend, model)
+                    result = frame_result(frame, results, loaded, model, prep, rows, fps)
                     labelled = webview.annotate(frame.image, frame_labels(result))
                     jpeg = webview.encode_jpeg(labelled)
                     if view is not None:
