@@ -78,7 +78,7 @@ def depthwise_kernel(asm, act: Optional[str], pixels: int):
     offsets of the input rows read by the top, centre and bottom taps, and the left and right
     edge fixes (0, or the pixel pitch when that column of the first / last pixel is padding)."""
     w = [ra[q] for q in range(TAPS + 1)]        # w[9] = bias
-    items, thread, n_threads, bank = ra10, ra11, ra12, ra13
+    items, thread, n_threads = ra10, ra11, ra12
     st_setup, st_stride, st_addr, six = ra14, ra15, ra16, ra17
     pitch, step, left_fix, right_fix = ra18, ra19, ra20, ra21
     acc = [rb[p] for p in range(pixels)]
@@ -93,7 +93,6 @@ def depthwise_kernel(asm, act: Optional[str], pixels: int):
     mov(step, uniform)
     if act == "relu6":
         ldi(six, 6.0)
-    band(bank, thread, 1, set_flags=False)      # VPM bank of this instance
     launching.emit_bank_locks_init(asm, thread, BANK_LOCKS)
 
     L.item_loop
@@ -184,31 +183,12 @@ def depthwise_kernel(asm, act: Optional[str], pixels: int):
         for p in range(pixels):
             fmin(acc[p], acc[p], r2, set_flags=False)
 
-    # The VPM is shared: two banks of 16 rows, each guarded by a semaphore used as a lock; even
-    # instances use bank 0, odd ones bank 1, so one bank's DMA runs while the other is filled.
-    mov(null, bank, set_flags=True)
-    jzc(L.bank1)
-    nop()
-    nop()
-    nop()
-    for b in range(len(BANK_LOCKS)):
-        if b == 1:
-            L.bank1
-        sema_down(BANK_LOCKS[b])
-        setup_vpm_write(mode="32bit horizontal", Y=MAX_PIXELS * b)
+    # the VPM is shared: two banks of 16 rows, each guarded by a lock (launch.emit_banked_store)
+    def write_rows():
         for p in range(pixels):
             mov(vpm, acc[p])
-        mov(vpmvcd_wr_setup, st_stride)
-        mov(vpmvcd_wr_setup, st_setup)
-        mov(vpm_st_addr, st_addr)
-        wait_dma_store()
-        sema_up(BANK_LOCKS[b])
-        if b == 0:
-            jmp(L.stored)
-            nop()
-            nop()
-            nop()
-    L.stored
+    launching.emit_banked_store(asm, thread, write_rows, st_stride, st_setup, st_addr, BANK_LOCKS,
+                                MAX_PIXELS)
     jmp(L.item_loop)
     isub(items, items, 1, set_flags=False)
     nop()

@@ -130,6 +130,38 @@ def emit_bank_locks_init(asm, thread, locks: Sequence[int]) -> None:
         asm.L.done
 
 
+def emit_banked_store(asm, bank, write_rows: Callable[[], None], vdw_stride, vdw_setup,
+                      out_address, locks: Sequence[int], bank_rows: int = 16) -> None:
+    """QPU code: store rows through one of two shared VPM banks of `bank_rows` rows, each guarded
+    by a semaphore of `locks` used as a lock: bit 0 of register `bank` picks the bank (even
+    instances one, odd ones the other, so one bank is filled while the other's DMA runs).
+    `write_rows()` emits the VPM writes; `vdw_stride`, `vdw_setup` (its VPM row in bank 0: the
+    host adds `bank_rows` rows for bank 1) and `out_address` are registers or `uniform`."""
+    with asm.namespace("banked_store"):
+        asm.band(asm.null, bank, 1, set_flags=True)
+        asm.jzc(asm.L.bank1)
+        asm.nop()
+        asm.nop()
+        asm.nop()
+        for b in range(len(locks)):
+            if b == 1:
+                asm.L.bank1
+            asm.sema_down(locks[b])
+            asm.setup_vpm_write(mode="32bit horizontal", Y=bank_rows * b)
+            write_rows()
+            asm.mov(asm.vpmvcd_wr_setup, vdw_stride)
+            asm.mov(asm.vpmvcd_wr_setup, vdw_setup)
+            asm.mov(asm.vpm_st_addr, out_address)
+            asm.wait_dma_store()
+            asm.sema_up(locks[b])
+            if b == 0:
+                asm.jmp(asm.L.stored)
+                asm.nop()
+                asm.nop()
+                asm.nop()
+        asm.L.stored
+
+
 #: semaphores of `emit_barrier`: instances arrive on the first, instance 0 releases the second
 BARRIER_SEMAPHORES = (3, 4)
 

@@ -1,10 +1,10 @@
 """Shape sweeps of the QPU kernels in qpu_kernels/ (sgemm, conv_pointwise, conv_depthwise,
-conv_stem, gemv, pooling), each against the NEON runtime (hostside.neon, numpy float32) with the
-float32 bound of `compare.sum_bound`. One `sweep(...)` declaration per kernel module; the sweeps
-include the edges that break tilings: sizes that are not multiples of 16, one channel, 1000 channels (ImageNet
-classes), stride 2, asymmetric padding and the smallest K the kernel takes. Operands are allocated
-at their exact sizes (on the emulator a read past one faults) and outputs sit in a guard frame (a
-write past one shows).
+conv_expand_depthwise, conv_stem, gemv, pooling), each against the NEON runtime (hostside.neon,
+numpy float32) with the float32 bound of `compare.sum_bound`. One `sweep(...)` declaration per
+kernel module; the sweeps include the edges that break tilings: sizes that are not multiples of
+16, one channel, 1000 channels (ImageNet classes), stride 2, asymmetric padding and the smallest K
+the kernel takes. Operands are allocated at their exact sizes (on the emulator a read past one
+faults) and outputs sit in a guard frame (a write past one shows).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 
 from hostside import neon
-from qpu_kernels import conv_depthwise, conv_pointwise, conv_stem, gemv, pooling, sgemm
+from qpu_kernels import (conv_depthwise, conv_expand_depthwise, conv_pointwise, conv_stem, gemv,
+                         pooling, sgemm)
 
 from .compare import GuardedOutput, compare_guarded, sum_bound
 from .registry import CaseContext, Outcome, sweep
@@ -159,6 +160,51 @@ sweep("conv_depthwise", check_conv_depthwise, [
     label=lambda p: (f"{p['h']}x{p['w']}x{p['c']} s{p.get('stride', 1)} "
                      f"pad{''.join(str(v) for v in p.get('pads', (1, 1, 1, 1)))} "
                      f"{p.get('act') or 'linear'}"))
+
+
+def check_conv_expand_depthwise(ctx: CaseContext, h: int, w: int, k: int, c: int,
+                                stride: int = 1, pads: tuple = (1, 1, 1, 1),
+                                act: Optional[str] = "relu6") -> Outcome:
+    """A 1x1 expansion (K -> C) then a 3x3 depthwise conv, both with `act`, in one kernel, against
+    hostside.neon.conv2d run twice; one output pixel per guarded row."""
+    drv = ctx.drv
+    x = _normal(ctx, 1, h, w, k)
+    w_expand, b_expand = _normal(ctx, c, 1, 1, k) / np.float32(np.sqrt(k)), _normal(ctx, c)
+    w_depthwise, b_depthwise = _normal(ctx, c, 3, 3, 1), _normal(ctx, c)
+    pt, pl, pb, pr = pads
+    ho = conv_expand_depthwise.output_size(h, pt, pb, stride)
+    wo = conv_expand_depthwise.output_size(w, pl, pr, stride)
+    x_gpu = drv.copy(x)
+    packed = drv.copy(conv_expand_depthwise.pack_weights(w_expand, b_expand, w_depthwise,
+                                                         b_depthwise))
+    out = GuardedOutput(drv, ho * wo, c)
+    ctx.run(conv_expand_depthwise.build(drv, h, w, k, c, x_gpu.address, packed.address,
+                                        out.view.address, stride, pads, act, act,
+                                        out_pixel_stride=out.view.strides[0],
+                                        out_row_stride=wo * out.view.strides[0]))
+    options = dict(strides=(stride, stride), pads=pads, groups=c)
+    expanded = neon.conv2d(x, w_expand, b_expand, activation=act)
+    reference = neon.conv2d(expanded, w_depthwise, b_depthwise, activation=act, **options)
+    # the expansion's term magnitudes carried through the taps, beside the taps' own
+    expanded_magnitude = np.abs(expanded) + neon.conv2d(np.abs(x), np.abs(w_expand),
+                                                        np.abs(b_expand))
+    magnitude = neon.conv2d(expanded_magnitude, np.abs(w_depthwise), np.abs(b_depthwise),
+                            **options)
+    return compare_guarded(out, reference.reshape(ho * wo, c),
+                           sum_bound(magnitude.reshape(ho * wo, c), k + 3 * 3 + 2))
+
+
+sweep("conv_expand_depthwise", check_conv_expand_depthwise, [
+    dict(h=5, w=6, k=16, c=16),                            # one channel block, SAME padding
+    dict(h=7, w=9, k=3, c=20, stride=2, pads=(0, 0, 1, 1), act="relu"),  # TF padding, 2 blocks
+    dict(h=6, w=13, k=24, c=33, act=None),                 # K = 24: 4-pixel strips
+    dict(h=3, w=3, k=2, c=1, pads=(0, 0, 0, 0)),           # one output pixel, the smallest K
+    dict(h=40, w=5, k=4, c=16),                            # 40 rows: two bands of rows
+    dict(h=14, w=14, k=24, c=144, stride=2),               # MobileNet v2-like
+], quick=(0, 1, 2),
+    label=lambda p: (f"{p['h']}x{p['w']}x{p['k']}->{p['c']} s{p.get('stride', 1)} "
+                     f"pad{''.join(str(v) for v in p.get('pads', (1, 1, 1, 1)))} "
+                     f"{p.get('act', 'relu6') or 'linear'}"))
 
 
 def check_conv_stem(ctx: CaseContext, h: int, w: int, cin: int, cout: int, k: int = 3,
