@@ -16,12 +16,16 @@ integer semantics on the CPU). `optimise` runs them all in order.
 - `fuse_residual`: 1x1 conv2d (no activation) whose output only feeds an `add` -> one conv2d node
   with a fourth input, the residual: y = act(conv(x, w) + b + r) (MobileNet v2's projection + add).
 - `drop_dead_nodes`: nodes whose outputs nobody reads.
+- `fuse_expand_depthwise` (not in `optimise`: the QPU model applies it when a kernel runs the
+  fused node): a 1x1 conv2d whose output only feeds a depthwise conv2d -> one `expand_depthwise`
+  node (MobileNet v2's expansion + depthwise conv), whose expanded tensor is never stored.
 
 `graph.meta["fused_nodes"]` maps the name of every node of the result to the names of the nodes
 of the original graph it executes (for summaries and per-layer reports).
 
 The fused-residual conv is the one node form the IR op table does not describe;
-`run_node` runs any node of a rewritten graph on the CPU with hostside.neon's numerics.
+`run_node` runs any node of a rewritten graph on the CPU with hostside.neon's numerics (a fused
+node as the ops it replaced, with their float32 roundings).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from hostside import neon
+from vc4infer.graph import ops
 from vc4infer.graph.ir import Graph, Node
 
 FUSED_KEY = "fused_nodes"
@@ -304,10 +309,7 @@ def fuse_residual(graph: Graph) -> Graph:
         other = nxt.inputs[1] if nxt.inputs[0] == y else nxt.inputs[0]
         if other == y or g.is_constant(other) or g.tensors[other].shape != g.tensors[y].shape:
             return None
-        inputs = list(node.inputs)
-        if len(inputs) == 2:
-            inputs.append(g.add_constant(g.unique_name(f"{node.name}:b0"),
-                                         np.zeros(w_shape[0], np.float32)))
+        inputs = [*node.inputs[:2], _zero_bias(g, node)]
         return Node("conv2d", node.name, inputs + [other], list(nxt.outputs),
                     dict(node.attrs, activation=nxt.attrs["activation"]))
     return _rewrite_chains(graph, match)
@@ -328,6 +330,42 @@ def drop_dead_nodes(graph: Graph) -> Graph:
     return _prune(g)
 
 
+def _zero_bias(g: Graph, node: Node) -> str:
+    """The conv node's bias input, or a new zero constant when it has none (exact: x + 0 == x)."""
+    if len(node.inputs) > 2:
+        return node.inputs[2]
+    channels = g.tensors[node.inputs[1]].shape[0]
+    return g.add_constant(g.unique_name(f"{node.name}:b0"), np.zeros(channels, np.float32))
+
+
+def fuse_expand_depthwise(graph: Graph,
+                          accept: Callable[[Graph, Node], bool] = lambda g, node: True) -> Graph:
+    """conv2d 1x1 (groups 1, stride 1, unpadded, constant weights, no residual) whose only
+    consumer is a depthwise conv2d (multiplier 1, no dilation, constant weights, no residual) ->
+    expand_depthwise(x, we, be, wd, bd) with the first conv's activation as `act_expand`, when
+    `accept(graph, fused_node)` (a kernel that runs it; zero biases are added where missing)."""
+    def match(g: Graph, node: Node, nxt: Node) -> Optional[Node]:
+        if node.op != "conv2d" or nxt.op != "conv2d" or not _float(g, node) or \
+                not _float(g, nxt) or is_residual_conv(node) or is_residual_conv(nxt):
+            return None
+        a, b = node.attrs, nxt.attrs
+        if g.tensors[node.inputs[1]].shape[1:3] != (1, 1) or a["groups"] != 1 or \
+                a["strides"] != (1, 1) or any(a["pads"]) or a["dilations"] != (1, 1):
+            return None
+        c = g.tensors[node.outputs[0]].shape[3]
+        if nxt.inputs[0] != node.outputs[0] or b["groups"] != c or b["dilations"] != (1, 1) or \
+                g.tensors[nxt.inputs[1]].shape[0] != c or \
+                not all(g.is_constant(t) for t in (*node.inputs[1:], *nxt.inputs[1:])):
+            return None
+        fused = Node("expand_depthwise", f"{node.name}+{nxt.name}",
+                     [node.inputs[0], node.inputs[1], _zero_bias(g, node), nxt.inputs[1],
+                      _zero_bias(g, nxt)], list(nxt.outputs),
+                     {"act_expand": a["activation"], "strides": b["strides"], "pads": b["pads"],
+                      "activation": b["activation"]})
+        return fused if accept(g, fused) else None
+    return _rewrite_chains(graph, match)
+
+
 PASSES = (canonical_views, drop_dead_nodes, fold_batch_norm, fold_scale_shift, fuse_activation,
           fuse_pad, fuse_residual)
 
@@ -346,6 +384,13 @@ def optimise(graph: Graph) -> Graph:
 def run_node(graph: Graph, node: Node, inputs: list) -> list:
     """hostside.neon.run_node, plus the fused-residual conv: neon's conv2d without activation,
     then neon's add with the activation (the two float32 roundings of the unfused graph)."""
+    if node.op == "expand_depthwise":
+        expand, depthwise = ops.expand_depthwise_parts(node.attrs, inputs[1].shape[0])
+        first = Node("conv2d", node.name, node.inputs[:3], list(node.outputs), expand)
+        (y,) = neon.run_node(graph, first, inputs[:3])
+        second = Node("conv2d", node.name, [node.outputs[0], *node.inputs[3:]],
+                      list(node.outputs), depthwise)
+        return neon.run_node(graph, second, [y, *inputs[3:]])
     if not is_residual_conv(node):
         return neon.run_node(graph, node, inputs)
     x_name, w_name, b_name, r_name = node.inputs

@@ -67,9 +67,9 @@ class QpuModel:
                  choices: Optional[Sequence[scheduler.KernelChoice]] = None, **driver_options: Any):
         check_graph(graph)
         self.source = graph
-        self.graph = g = passes.optimise(graph)
-        self.decisions = scheduler.schedule(g, scheduler.KERNEL_CHOICES if choices is None
-                                            else choices)
+        choices = scheduler.KERNEL_CHOICES if choices is None else choices
+        self.graph = g = scheduler.fuse_for(passes.optimise(graph), choices)
+        self.decisions = scheduler.schedule(g, choices)
         blobs = {}
         for i, d in enumerate(self.decisions):
             if d.place == "qpu":
@@ -265,11 +265,13 @@ class QpuModel:
     # -- reporting -------------------------------------------------------------------------
     def placement(self) -> dict:
         """Every node of the original graph -> where it runs: "qpu:<kernel>", "neon (<reason>)",
-        "view ...", or "fused into <step>" for nodes another step executes."""
+        "view ...", or "fused into <step>" for nodes another step executes (a fused step named
+        after none of its nodes, like "a+b", runs where its first node is)."""
         out = {}
         for step in self.steps:
+            lead = step.name if step.name in step.covers else step.covers[0]
             for name in step.covers:
-                out[name] = step.where if name == step.name else f"fused into {step.name}"
+                out[name] = step.where if name == lead else f"fused into {step.name}"
         return out
 
     def summary_rows(self) -> list:

@@ -391,6 +391,68 @@ CONV_DEPTHWISE = KernelChoice("conv_depthwise", "qpu_kernels.conv_depthwise", ("
                               _depthwise_reject, _depthwise_pack, _depthwise_build)
 
 
+#: narrower strips expand each input pixel too many times over (a strip of P outputs expands
+#: (P - 1) x stride + 3 columns): the two kernels apart are faster
+MIN_STRIP_PIXELS = 4
+
+
+def _expand_depthwise_reject(graph: Graph, node: Node) -> Optional[str]:
+    from qpu_kernels import conv_expand_depthwise as module
+    if not all(graph.is_constant(t) for t in node.inputs[1:]):
+        return "its weights are computed tensors, not constants"
+    n, h, w, k = graph.tensors[node.inputs[0]].shape
+    _, kh, kw, _ = graph.tensors[node.inputs[3]].shape
+    a = node.attrs
+    if (kh, kw) != (3, 3):
+        return f"a {kh}x{kw} depthwise kernel (it runs 3x3)"
+    if a["strides"] not in ((1, 1), (2, 2)):
+        return f"strides {a['strides']} (it runs 1 and 2)"
+    if max(a["pads"]) > 1:
+        return f"pads {a['pads']} (it takes 0 or 1 per side)"
+    if n != 1:
+        return f"batch {n} (it runs batch 1)"
+    if a["act_expand"] not in module.ACTIVATIONS:
+        return f"expansion activation {a['act_expand']} (it fuses {module.ACTIVATIONS})"
+    pixels = module.max_pixels(k, a["strides"][0])
+    if pixels < MIN_STRIP_PIXELS:
+        return (f"K = {k} expansion weights leave registers for strips of {pixels} output "
+                f"pixel(s) (at least {MIN_STRIP_PIXELS} pay)")
+    return None
+
+
+def _expand_depthwise_pack(module: Any, graph: Graph, node: Node) -> dict:
+    return {"block": module.pack_weights(*(graph.constants[t] for t in node.inputs[1:]))}
+
+
+def _expand_depthwise_build(module: Any, drv: Any, graph: Graph, node: Node, io: dict,
+                            weights: dict) -> list:
+    _, h, w, k = graph.tensors[node.inputs[0]].shape
+    c = graph.tensors[node.inputs[1]].shape[0]
+    x, y = io[node.inputs[0]], io[node.outputs[0]]
+    return module.build(drv, h, w, k, c, x.address, weights["block"].address, y.address,
+                        stride=node.attrs["strides"][0], pads=node.attrs["pads"],
+                        act_expand=node.attrs["act_expand"], act_depthwise=node.attrs["activation"],
+                        in_pixel_stride=x.strides[2], in_row_stride=x.strides[1],
+                        out_pixel_stride=y.strides[2], out_row_stride=y.strides[1])
+
+
+# MobileNet v2's expansion + depthwise conv (passes.fuse_expand_depthwise) as one kernel: the
+# expanded tensor is never written
+EXPAND_DEPTHWISE = KernelChoice("expand_depthwise", "qpu_kernels.conv_expand_depthwise",
+                                ("expand_depthwise",), _expand_depthwise_reject,
+                                _expand_depthwise_pack, _expand_depthwise_build)
+
+
+def fuse_for(graph: Graph, choices: Sequence[KernelChoice]) -> Graph:
+    """`graph` with the fusions that one of `choices` runs (hostside.passes'
+    fuse_expand_depthwise, where that kernel would take the fused node)."""
+    for choice in choices:
+        if "expand_depthwise" in choice.ops and choice.load()[0] is not None:
+            graph = passes.fuse_expand_depthwise(
+                graph, accept=lambda g, node, c=choice: c.reject(g, node) is None)
+    return graph
+
+
 def _stem_reject(graph: Graph, node: Node) -> Optional[str]:
     why = _const_weights(graph, node)
     if why:
@@ -482,4 +544,5 @@ GLOBAL_AVERAGE = KernelChoice("global_average", "qpu_kernels.pooling",
                               _global_average_build)
 
 #: the QPU kernels the scheduler tries, in order of preference
-KERNEL_CHOICES: tuple = (GEMV, CONV_POINTWISE, CONV_DEPTHWISE, CONV_STEM, SGEMM, GLOBAL_AVERAGE)
+KERNEL_CHOICES: tuple = (GEMV, EXPAND_DEPTHWISE, CONV_POINTWISE, CONV_DEPTHWISE, CONV_STEM, SGEMM,
+                         GLOBAL_AVERAGE)

@@ -50,11 +50,12 @@ MAX_ITERATIONS = 32
 #: semaphores guarding VPM rows 0-15 and 16-31 (semaphore 0 is launch.DONE_SEMAPHORE)
 BANK_LOCKS = (1, 2)
 TMU_DEPTH = 4
-#: regfile A: link, the two edge steps, 9 taps and 11 scalars (expansion bias, 6.0, depthwise
-#: bias, 3 masks, output address, items, record pointer, instance, prefetch offsets); regfile B:
-#: 3 row pointers
-FIXED_A = 3 + TAPS + 11
-FIXED_B = 3
+#: regfile A: link, the two edge steps, 9 taps and 10 scalars (expansion bias, 6.0, depthwise
+#: bias, process and store masks, output address, items, record pointer, instance, input pixel
+#: pitch); regfile B: the stream pointer and the row pointer. Stride 2 adds row b's mask (A)
+#: and pointer (B).
+FIXED_A = 3 + TAPS + 10
+FIXED_B = 2
 #: record words: weights block, first row pointers (2), edge steps (2), masks (3), output address,
 #: input step, then the words the row ends read: VDW stride setup, VDW setup, output row step,
 #: input step
@@ -69,11 +70,22 @@ def sums_rows(stride: int) -> int:
     return 3 if stride == 1 else 2
 
 
+def fixed_registers(stride: int) -> tuple:
+    """Registers of regfiles A and B the kernel holds whatever K and the strip width."""
+    return FIXED_A + (stride == 2), FIXED_B + (stride == 2)
+
+
+def register_budget(stride: int) -> int:
+    """Registers left for the K expansion weights and the partial sums."""
+    return 64 - sum(fixed_registers(stride))
+
+
 def max_pixels(k: int, stride: int) -> int:
-    """The widest strip (output pixels) whose partial sums fit in the registers K weights leave."""
-    free = 2 * 32 - FIXED_A - FIXED_B - k
-    # the partial sums live in regfile B (the taps they multiply are in A)
-    return max(0, min(MAX_PIXELS, free // sums_rows(stride), (32 - FIXED_B) // sums_rows(stride)))
+    """The widest strip (output pixels) whose partial sums fit in the registers K weights leave
+    (they live in regfile B: the taps they are multiplied with are in A)."""
+    rows = sums_rows(stride)
+    in_b = (32 - fixed_registers(stride)[1]) // rows
+    return max(0, min(MAX_PIXELS, (register_budget(stride) - k) // rows, in_b))
 
 
 def strip_inputs(pixels: int, stride: int) -> int:
@@ -99,20 +111,21 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     0), output row bytes, input rows bytes per iteration (twice)."""
     n_in = strip_inputs(pixels, stride)
     rows = sums_rows(stride)
-    if not 2 <= k <= 2 * 32 - FIXED_A - FIXED_B - rows * pixels or pixels < 1:
+    if not 2 <= k <= register_budget(stride) - rows * pixels or pixels < 1:
         raise KernelShapeError(f"K={k} with {pixels} pixels at stride {stride}: the registers "
-                               f"hold K + {rows} x pixels <= {64 - FIXED_A - FIXED_B}")
+                               f"hold K + {rows} x pixels <= {register_budget(stride)}")
     free_a = iter(REGFILE_A[q] for q in range(32))
     free_b = iter(REGFILE_B[q] for q in range(32))
     link, step_first, step_last = next(free_a), next(free_a), next(free_a)
     tap = [next(free_a) for _ in range(TAPS)]
-    (bias_e, six, bias_d, proc_a, proc_b, store, st_addr, items, rec, instance,
-     prefetch) = [next(free_a) for _ in range(11)]
-    ptr, row_a, row_b = next(free_b), next(free_b), next(free_b)
+    (bias_e, six, bias_d, proc_a, store, st_addr, items, rec, instance,
+     pitch) = [next(free_a) for _ in range(10)]
+    ptr, row_a = next(free_b), next(free_b)
+    proc_b, row_b = (next(free_a), next(free_b)) if stride == 2 else (null, null)
     sums = [[next(free_b) for _ in range(pixels)] for _ in range(rows)]
     w_exp = list(free_a) + list(free_b)
     w_exp = w_exp[:k]
-    pitch = r3                                  # an accumulator: the hot loop leaves it alone
+    prefetch = r3                               # an accumulator: the hot loop leaves it alone
 
     mov(rec, uniform)
     mov(items, uniform)
@@ -161,12 +174,17 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
                     out.append((sums[r][ox], tap[3 * dy + dx]))
         return out
 
-    def mac_chain(macs: list) -> list:
+    def mac_chain(macs: list, request=None) -> list:
         """Instructions (as callables) of multiply-adds of r1: each fadd is paired with the next
-        fmul, so n of them take n + 1 instructions."""
+        fmul, so n of them take n + 1 instructions. `request` (an address register): the first
+        one's free add half also makes a prefetch request at it + `prefetch`."""
         if not macs:
             return []
-        chain = [lambda w=macs[0][1]: fmul(r0, r1, w)]
+        if request is None:
+            chain = [lambda w=macs[0][1]: fmul(r0, r1, w)]
+        else:
+            chain = [lambda w=macs[0][1]: iadd(tmu0_s, request, prefetch,
+                                               set_flags=False).fmul(r0, r1, w)]
         for (acc, _), (_, w) in zip(macs, macs[1:]):
             chain.append(lambda acc=acc, w=w: fadd(acc, acc, r0, set_flags=False).fmul(r0, r1, w))
         last = macs[-1][0]
@@ -176,13 +194,17 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     def emit_row(row_ptr, reach: Sequence[tuple]) -> None:
         previous: list = []
         for j in range(n_in):
-            chain = mac_chain(previous)
+            src = row_ptr if j == 0 else ptr
+            # this pixel in the next row, in the chain's first instruction when it comes
+            # before the stream moves on
+            early = len(previous) + 1 > 3
+            chain = mac_chain(previous, src if early else None)
             before, slots = chain[:max(0, len(chain) - 3)], chain[max(0, len(chain) - 3):]
             for c in before:
                 c()
-            src = row_ptr if j == 0 else ptr
+            if not early:
+                iadd(tmu0_s, src, prefetch, set_flags=False)
             step = step_first if j == 0 else step_last if j == n_in - 2 else pitch
-            iadd(tmu0_s, src, prefetch, set_flags=False)   # this pixel in the next row
             pop = {"sig": "load tmu0"} if j >= PREFETCH_LAG else {}
             iadd(ptr, src, step, set_flags=False).mov(uniforms_address, src, **pop)
             jmp(L.expand, link=link)
@@ -237,7 +259,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     iadd(r1, uniform, r2, set_flags=False)      # r1[e]: &block[row 0][e]
     ldi(r2, 4 * LANES)
     mov(row_a, uniform)
-    mov(row_b, uniform)
+    mov(row_b, uniform)                         # stride 1: skipped (null)
     mov(step_first, uniform)
     mov(step_last, uniform)
     mov(proc_a, uniform)
@@ -296,7 +318,8 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     iadd(st_addr, st_addr, uniform, set_flags=False)
     mov(r1, uniform)                            # input step
     iadd(row_a, row_a, r1, set_flags=False)
-    iadd(row_b, row_b, r1, set_flags=False)
+    if stride == 2:
+        iadd(row_b, row_b, r1, set_flags=False)
     set_prefetch()
     for upper, lower in zip(sums, sums[1:]):
         for acc, nxt in zip(upper, lower):
@@ -399,9 +422,9 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
     if min(h, w, k, c, ho, wo) < 1:
         raise KernelShapeError(f"input {h}x{w}x{k} with pads {pads}, stride {stride}: empty output")
     pixels = strip_pixels(wo, k, stride)
-    if k < 2 or k + sums_rows(stride) * pixels > 64 - FIXED_A - FIXED_B:
+    if k < 2 or k + sums_rows(stride) * pixels > register_budget(stride):
         raise KernelShapeError(f"K = {k} input channels: the kernel holds 2 to "
-                               f"{64 - FIXED_A - FIXED_B - sums_rows(stride)} expansion weights")
+                               f"{register_budget(stride) - sums_rows(stride)} expansion weights")
     in_pix = 4 * k if in_pixel_stride is None else in_pixel_stride
     in_row = w * in_pix if in_row_stride is None else in_row_stride
     out_pix = 4 * c if out_pixel_stride is None else out_pixel_stride

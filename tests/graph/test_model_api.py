@@ -106,7 +106,7 @@ def test_classify_matches_an_independent_pipeline(tmp_path):
 
 @pytest.fixture(scope="module")
 def qpu_path(tmp_path_factory):
-    """Pointwise conv + ReLU, then a 3x3 depthwise conv: both have QPU kernels."""
+    """Pointwise conv + ReLU, then a 3x3 depthwise conv: one QPU kernel runs the three."""
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"]),
              helper.make_node("Relu", ["h"], ["r"]),
              helper.make_node("Conv", ["r", "w2"], ["y"], group=16, pads=[1, 1, 1, 1])]
@@ -122,12 +122,12 @@ def test_emu_backend_runs_reports_and_validates(qpu_path):
     with vc4infer.load(qpu_path, backend="emu") as m:
         assert m.backend == "emu"
         where = list(m.placement().values())
-        assert where == ["qpu:conv_pointwise", "fused into conv2d", "qpu:conv_depthwise"]
+        assert where == ["qpu:expand_depthwise"] + ["fused into conv2d+conv2d_1"] * 2
         # sums of at most 9 float32 products: within 1e-5 of the range of onnxruntime's result
         assert rel_err(m.run(x), ort_run(qpu_path, {"x": x})[0]) < 1e-5
         assert "activation arena:" in m.summary()
         rows = m.validate(x)
-        assert [r.where for r in rows] == ["qpu:conv_pointwise", "qpu:conv_depthwise"]
+        assert [r.where for r in rows] == ["qpu:expand_depthwise"]
         for r in rows:
             assert 0 < r.max_abs_reference and r.max_abs_error <= 1e-5 * r.max_abs_reference, r
 

@@ -231,6 +231,55 @@ def test_residual_not_fused_for_3x3_broadcast_or_constant_operands():
     assert ops_of(passes.fuse_residual(g)) == {"conv2d": 1, "add": 1}
 
 
+# -- expansion + depthwise -----------------------------------------------------------------
+
+def _expand_then_depthwise(k=6, c=12, bias=True, stride=1, act="relu6"):
+    """x -> 1x1 conv (K -> C) + act -> 3x3 depthwise conv, as the importers write it."""
+    g = Graph()
+    g.add_input("x", (1, 7, 9, k), "float32")
+    g.add_constant("we", rand(c, 1, 1, k))
+    g.add_constant("be", rand(c))
+    g.add_constant("wd", rand(c, 3, 3, 1))
+    (e,) = g.add_node("conv2d", ["x", "we", "be"] if bias else ["x", "we"], name="expand")
+    if act:
+        (e,) = g.add_node(act, [e], name="act")
+    (y,) = g.add_node("conv2d", [e, "wd"], name="dw", groups=c, strides=(stride, stride),
+                      pads=(1, 1, 1, 1), activation="relu")
+    return g, y
+
+
+@pytest.mark.parametrize("bias,stride,act", [(True, 1, "relu6"), (False, 2, None)])
+def test_expansion_and_depthwise_conv_become_one_node(bias, stride, act):
+    g, y = _expand_then_depthwise(bias=bias, stride=stride, act=act)
+    g.add_output(y)
+    g2, pairs = before_after(g, lambda g: passes.fuse_expand_depthwise(passes.optimise(g)))
+    (node,) = g2.nodes
+    assert node.op == "expand_depthwise" and node.outputs == [y]
+    assert node.attrs == {"act_expand": act, "strides": (stride, stride), "pads": (1, 1, 1, 1),
+                          "activation": "relu"}
+    assert passes.fused_from(g2, node) == ["expand", "act", "dw"] if act else ["expand", "dw"]
+    assert_same(pairs)          # the same two float32 convolutions, bit for bit
+
+
+def test_expansion_read_twice_or_refused_stays_apart():
+    g, y = _expand_then_depthwise()
+    g.add_output(y)
+    g.add_output(g.nodes[1].outputs[0])                    # the expansion is read twice
+    assert ops_of(passes.fuse_expand_depthwise(passes.optimise(g))) == {"conv2d": 2}
+    g, y = _expand_then_depthwise()
+    g.add_output(y)
+    refused = passes.fuse_expand_depthwise(passes.optimise(g), accept=lambda g, node: False)
+    assert ops_of(refused) == {"conv2d": 2}
+    g, y = conv_graph(c=8, o=8, k=1, strides=(2, 2))       # a strided 1x1 conv is no expansion
+    g.add_constant("wd", rand(8, 3, 3, 1))
+    g.add_output(g.add_node("conv2d", [y, "wd"], groups=8, pads=(1, 1, 1, 1))[0])
+    assert ops_of(passes.fuse_expand_depthwise(g)) == {"conv2d": 2}
+    g, y = conv_graph(c=8, o=8, k=1)                      # a full 3x3 conv after it: no either
+    g.add_constant("w3", rand(8, 3, 3, 8))
+    g.add_output(g.add_node("conv2d", [y, "w3"], pads=(1, 1, 1, 1))[0])
+    assert ops_of(passes.fuse_expand_depthwise(g)) == {"conv2d": 2}
+
+
 # -- views and dead nodes ----------------------------------------------------------------
 
 def test_views_become_one_reshape_and_identities_vanish():

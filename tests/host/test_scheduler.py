@@ -325,3 +325,36 @@ def test_global_average_runs_whole_image_means_only(drv, op, attrs, shape, where
         assert np.all(np.abs(got.reshape(ref.shape) - ref) <= bound + 1e-30)
     else:
         assert d.where.startswith("neon (global_average: ") and where in d.where, d.where
+
+
+def _expansion_graph(k, stride=1, h=9, w=11, c=24):
+    g = Graph()
+    g.add_input("x", (1, h, w, k), "float32")
+    g.add_constant("we", rand(c, 1, 1, k, scale=0.3))
+    g.add_constant("be", rand(c, scale=0.1))
+    g.add_constant("wd", rand(c, 3, 3, 1, scale=0.3))
+    (e,) = g.add_node("conv2d", ["x", "we", "be"], activation="relu6")
+    g.add_output(g.add_node("conv2d", [e, "wd"], groups=c, strides=(stride, stride),
+                            pads=(1, 1, 1, 1), activation="relu6")[0])
+    return g
+
+
+@pytest.mark.parametrize("k,stride", [(16, 2), (24, 1), (3, 1)])
+def test_expansion_and_depthwise_run_as_one_step_matching_neon(drv, k, stride):
+    g = _expansion_graph(k, stride)
+    feeds = feeds_for(g, 5)
+    ref = neon.NeonRunner(g).run(feeds)[g.outputs[0].tensor]
+    with QpuModel(g, drv) as qm:
+        assert [s.where for s in qm.steps] == ["qpu:expand_depthwise"]
+        got = qm.run(feeds)[g.outputs[0].tensor]
+    # K + 9 products a value through relu6: float32 rounding, far below 1e-5 of the range
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_expansion_with_too_many_input_channels_stays_two_steps(drv):
+    # K = 32 weights leave registers for strips of one pixel: the two kernels apart are faster
+    g = _expansion_graph(32)
+    fused = passes.fuse_expand_depthwise(passes.optimise(g))
+    assert scheduler.EXPAND_DEPTHWISE.reject(fused, fused.nodes[0]).startswith("K = 32")
+    with QpuModel(g, drv) as qm:
+        assert [s.where for s in qm.steps] == ["qpu:conv_pointwise", "qpu:conv_depthwise"]

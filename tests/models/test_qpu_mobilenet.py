@@ -15,6 +15,7 @@ import pytest
 
 from hostside import passes, scheduler
 from hostside.qpu_model import QpuModel
+from qpu_kernels import conv_expand_depthwise
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "host"))
 from host_graphs import onnx_mobilenet, tflite_mobilenet  # noqa: E402
@@ -72,18 +73,42 @@ def run_tflite(backend, version, alpha, size):
     return counts
 
 
+def expand_depthwise_pairs(graph) -> int:
+    """1x1 convs whose only reader is a 3x3 depthwise conv (after the activation is fused), with
+    K small enough for strips of scheduler.MIN_STRIP_PIXELS: what the fused kernel takes."""
+    g = passes.optimise(graph)
+    readers = {}
+    for n in g.nodes:
+        for t in n.inputs:
+            readers.setdefault(t, []).append(n)
+    pairs = 0
+    for n in g.nodes:
+        if n.op != "conv2d" or g.tensors[n.inputs[1]].shape[1:3] != (1, 1) or len(n.inputs) > 3:
+            continue
+        (nxt, *more) = readers.get(n.outputs[0], [None])
+        k = g.tensors[n.inputs[0]].shape[3]
+        if not more and nxt is not None and nxt.op == "conv2d" and nxt.attrs["groups"] > 1 and \
+                conv_expand_depthwise.max_pixels(k, nxt.attrs["strides"][0]) >= \
+                scheduler.MIN_STRIP_PIXELS:
+            pairs += 1
+    return pairs
+
+
 def assert_where(graph, counts):
-    """Every conv2d (the 3x3 stem on conv_stem), the pooling and the classifier (gemv) on the
-    QPUs; only a softmax left to the CPU."""
+    """Every conv2d (the 3x3 stem on conv_stem; a 1x1 conv and the depthwise conv after it
+    together on expand_depthwise where it takes them), the pooling and the classifier (gemv) on
+    the QPUs; only a softmax left to the CPU."""
     ops_ = [n.op for n in graph.nodes]
     convs = ops_.count("conv2d")
     depthwise = sum(1 for n in graph.nodes if n.op == "conv2d" and n.attrs["groups"] > 1)
-    assert counts["qpu:conv_depthwise"] == depthwise
+    fused = expand_depthwise_pairs(graph)
+    assert counts.get("qpu:expand_depthwise", 0) == fused
+    assert counts["qpu:conv_depthwise"] == depthwise - fused
     assert counts["qpu:conv_stem"] == 1
     # the classifier (fully_connected, or TFLite v1's 1x1 conv) on the matrix-vector kernel
     assert counts["qpu:gemv"] == 1
     classifier_conv = 1 if ops_.count("fully_connected") == 0 else 0
-    assert counts["qpu:conv_pointwise"] == convs - depthwise - 1 - classifier_conv   # not the stem
+    assert counts["qpu:conv_pointwise"] == convs - depthwise - 1 - classifier_conv - fused
     # the global average pool / spatial mean on the transposed-read SGEMM
     # (TFLite v1: an avg_pool2d whose window is the whole image)
     pools = ("global_avg_pool", "mean", "avg_pool2d")
@@ -124,8 +149,10 @@ def test_validate_reports_every_layer_of_mobilenet_v2(backend):
         if r.where.startswith("qpu"):
             assert r.max_abs_error <= 1e-4 * r.max_abs_reference, r
     convs = sum(n.op == "conv2d" for n in g.nodes)
-    # every conv (the stem too), the pool and the fc on the QPUs
-    assert sum(r.where.startswith("qpu") for r in rows) == convs + 2
+    fused = expand_depthwise_pairs(g)
+    assert fused > 0 and sum(r.where == "qpu:expand_depthwise" for r in rows) == fused
+    # every conv (the stem too; a fused pair is one step), the pool and the fc on the QPUs
+    assert sum(r.where.startswith("qpu") for r in rows) == convs - fused + 2
 
 
 def test_the_stems_zero_halo_is_written_again_for_every_inference(backend):

@@ -41,6 +41,11 @@ conv2d(x, w, b?)            x (N,H,W,Cin) -> (N,Ho,Wo,Cout)
     [(0,0,0,0)] zero padding, groups [1], act. Depthwise convolution is conv2d with
     groups == Cin (w is (Cin*multiplier, KH, KW, 1)); `ops.is_depthwise(graph, node)` tells.
     Ho = (H + top + bottom - dh*(KH-1) - 1) // sh + 1 (likewise Wo).
+expand_depthwise(x, we, be, wd, bd)
+                            made by hostside.passes (importers never write it): MobileNet v2's
+                            expansion then depthwise conv as one node: conv2d(conv2d(x, we, be,
+                            act=act_expand), wd, bd, strides, pads, groups=C, act); we (C,1,1,K),
+                            wd (C,KH,KW,1); act_expand [None], strides [(1,1)], pads [(0,0,0,0)].
 fully_connected(x, w, b?)   x (N,K) -> (N,O);  w: (O, K);  b: (O,);  y = x @ w.T + b; act.
 matmul(a, b)                numpy matmul semantics (rank >= 2, batch dims broadcast).
 add(a, b), sub(a, b), mul(a, b), div(a, b)

@@ -327,6 +327,35 @@ def _infer_softmax(node, s, a):
 
 _CONV_ATTRS = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1,
                "activation": None}
+def expand_depthwise_parts(a: dict, channels: int) -> tuple:
+    """The attributes of the expansion conv2d and of the depthwise conv2d (over `channels`) that
+    an expand_depthwise node with attributes `a` is made of: its meaning (hostside.passes.run_node
+    runs it as these two)."""
+    expand = dict(_CONV_ATTRS, activation=a["act_expand"])
+    depthwise = dict(_CONV_ATTRS, strides=a["strides"], pads=a["pads"], groups=channels,
+                     activation=a["activation"])
+    return expand, depthwise
+
+
+def _infer_expand_depthwise(node, s, a):
+    if a["act_expand"] not in ACTIVATIONS:
+        raise GraphError(f"node {node!r}: act_expand {a['act_expand']!r} is not one of "
+                         f"{ACTIVATIONS}")
+    if len(s[1]) != 4 or s[1][1:3] != (1, 1):
+        raise GraphError(f"node {node!r} (expand_depthwise): expansion weights {s[1]} are not "
+                         "(C, 1, 1, K)")
+    expand, depthwise = expand_depthwise_parts(a, s[1][0])
+    (mid,) = _infer_conv2d(node, s[:3], expand)
+    return _infer_conv2d(node, [mid, *s[3:]], depthwise)
+
+
+def _macs_expand_depthwise(ins, outs, a):
+    n, h, w, _ = ins[0]
+    c, _, _, k = ins[1]
+    _, kh, kw, _ = ins[3]
+    return n * h * w * c * k + _prod(outs[0]) * kh * kw
+
+
 _POOL_ATTRS = {"kernel": _REQUIRED, "strides": (1, 1), "pads": (0, 0, 0, 0)}
 _ELEMENTWISE = ("add", "sub", "mul", "div")
 
@@ -339,6 +368,11 @@ def _register(op: OpDef) -> None:
 
 _register(OpDef("conv2d", ("x", "w", "b"), optional=1, attrs=dict(_CONV_ATTRS),
                 infer_fn=_infer_conv2d, weight_inputs=(1, 2), macs_fn=_macs_conv2d))
+_register(OpDef("expand_depthwise", ("x", "we", "be", "wd", "bd"),
+                attrs={"act_expand": None, "strides": (1, 1), "pads": (0, 0, 0, 0),
+                       "activation": None},
+                infer_fn=_infer_expand_depthwise, weight_inputs=(1, 2, 3, 4),
+                macs_fn=_macs_expand_depthwise))
 _register(OpDef("fully_connected", ("x", "w", "b"), optional=1, attrs={"activation": None},
                 infer_fn=_infer_fc, weight_inputs=(1, 2), macs_fn=_macs_fc))
 _register(OpDef("matmul", ("a", "b"), infer_fn=_infer_matmul, weight_inputs=(0, 1),
