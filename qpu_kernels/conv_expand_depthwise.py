@@ -37,6 +37,7 @@ import numpy as np
 from vc4infer.qpu import isa, qpu
 from vc4infer.qpu import ra as REGFILE_A
 from vc4infer.qpu import rb as REGFILE_B
+from vc4infer.qpu.macros import vpm_write_setup_word
 
 from . import launch as launching
 from .launch import KernelShapeError, Launch
@@ -50,19 +51,23 @@ MAX_ITERATIONS = 32
 #: semaphores guarding VPM rows 0-15 and 16-31 (semaphore 0 is launch.DONE_SEMAPHORE)
 BANK_LOCKS = (1, 2)
 TMU_DEPTH = 4
-#: regfile A: link, the two edge steps, 9 taps and 10 scalars (expansion bias, 6.0, depthwise
-#: bias, process and store masks, output address, items, record pointer, instance, input pixel
-#: pitch); regfile B: the stream pointer and the row pointer. Stride 2 adds row b's mask (A)
-#: and pointer (B).
-FIXED_A = 3 + TAPS + 10
-FIXED_B = 2
+#: regfile A: link, the two edge steps, 9 taps and 9 scalars (expansion bias, 6.0, process and
+#: store masks, output address, items, record pointer, instance, input pixel pitch); regfile B:
+#: the stream pointer, the row pointer and the depthwise bias (a sum's start, read beside a tap).
+#: Stride 2 adds row b's mask (A) and pointer (B).
+FIXED_A = 3 + TAPS + 9
+FIXED_B = 3
 #: record words: weights block, first row pointers (2), edge steps (2), masks (3), output address,
-#: input step, then the words the row ends read: VDW stride setup, VDW setup, output row step,
-#: input step
-RECORD_WORDS = 14
+#: input step, then the words the row ends read: VPM write setup, VDW stride setup, VDW setup,
+#: output row step, input step
+RECORD_WORDS = 15
 ROW_END_WORD = 10
-#: prefetch requests in flight: site j pops the one of site j - 2
-PREFETCH_LAG = 2
+#: prefetch requests in flight at every row's start: site j pops the one made PREFETCH_LAG sites
+#: before (across rows: a row's last ones are popped by the next row, a request's data then has
+#: a whole row to arrive); an item starts with that many dummy requests and ends popping them.
+#: Sites alternate between the two TMUs: a TMU completes requests in order, so one QPU's miss
+#: holds the hits of the slice's other QPUs behind it.
+PREFETCH_LAG = 4
 
 
 def sums_rows(stride: int) -> int:
@@ -78,6 +83,12 @@ def fixed_registers(stride: int) -> tuple:
 def register_budget(stride: int) -> int:
     """Registers left for the K expansion weights and the partial sums."""
     return 64 - sum(fixed_registers(stride))
+
+
+def private_vpm_rows(pixels: int) -> bool:
+    """Whether every instance has VPM rows of its own for a strip (no locks, no waiting for the
+    DMA: the next store comes an output row later) or shares two locked banks."""
+    return pixels * isa.NUM_QPUS <= isa.VPM_USER_ROWS
 
 
 def max_pixels(k: int, stride: int) -> int:
@@ -118,14 +129,19 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     free_b = iter(REGFILE_B[q] for q in range(32))
     link, step_first, step_last = next(free_a), next(free_a), next(free_a)
     tap = [next(free_a) for _ in range(TAPS)]
-    (bias_e, six, bias_d, proc_a, store, st_addr, items, rec, instance,
-     pitch) = [next(free_a) for _ in range(10)]
-    ptr, row_a = next(free_b), next(free_b)
+    (bias_e, six, proc_a, store, st_addr, items, rec, instance,
+     pitch) = [next(free_a) for _ in range(9)]
+    ptr, row_a, bias_d = next(free_b), next(free_b), next(free_b)
     proc_b, row_b = (next(free_a), next(free_b)) if stride == 2 else (null, null)
     sums = [[next(free_b) for _ in range(pixels)] for _ in range(rows)]
     w_exp = list(free_a) + list(free_b)
     w_exp = w_exp[:k]
     prefetch = r3                               # an accumulator: the hot loop leaves it alone
+    PREFETCH_TMUS = (tmu0_s, tmu1_s)            # site j's prefetch goes to TMU j % 2
+
+    def pop_of(j: int) -> str:
+        """The signal popping site j's prefetch (its TMU's receive FIFO)."""
+        return f"load tmu{j % 2}"
 
     mov(rec, uniform)
     mov(items, uniform)
@@ -174,39 +190,49 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
                     out.append((sums[r][ox], tap[3 * dy + dx]))
         return out
 
-    def mac_chain(macs: list, request=None) -> list:
+    def mac_chain(macs: list, request=None, tmu=None, fresh: Optional[set] = None) -> list:
         """Instructions (as callables) of multiply-adds of r1: each fadd is paired with the next
         fmul, so n of them take n + 1 instructions. `request` (an address register): the first
-        one's free add half also makes a prefetch request at it + `prefetch`."""
+        one's free add half also makes a prefetch request at it + `prefetch` to `tmu`. A sum in
+        `fresh` starts from the depthwise bias (and leaves the set)."""
         if not macs:
             return []
+        starts = []
+        for acc, _ in macs:
+            starts.append(bias_d if fresh is not None and acc in fresh else acc)
+            if fresh is not None:
+                fresh.discard(acc)
         if request is None:
             chain = [lambda w=macs[0][1]: fmul(r0, r1, w)]
         else:
-            chain = [lambda w=macs[0][1]: iadd(tmu0_s, request, prefetch,
+            chain = [lambda w=macs[0][1]: iadd(tmu, request, prefetch,
                                                set_flags=False).fmul(r0, r1, w)]
-        for (acc, _), (_, w) in zip(macs, macs[1:]):
-            chain.append(lambda acc=acc, w=w: fadd(acc, acc, r0, set_flags=False).fmul(r0, r1, w))
-        last = macs[-1][0]
-        chain.append(lambda: fadd(last, last, r0, set_flags=False))
+        for (acc, _), start, (_, w) in zip(macs, starts, macs[1:]):
+            chain.append(lambda acc=acc, start=start, w=w:
+                         fadd(acc, start, r0, set_flags=False).fmul(r0, r1, w))
+        last, start = macs[-1][0], starts[-1]
+        chain.append(lambda: fadd(last, start, r0, set_flags=False))
         return chain
 
     def emit_row(row_ptr, reach: Sequence[tuple]) -> None:
+        """One input row: each pixel's expansion (the subroutine) and depthwise multiply-adds
+        into the sums rows of `reach`; the last sums row starts here from the bias."""
         previous: list = []
+        fresh = set(sums[-1]) if (len(sums) - 1, 0) in reach else None
         for j in range(n_in):
             src = row_ptr if j == 0 else ptr
             # this pixel in the next row, in the chain's first instruction when it comes
             # before the stream moves on
             early = len(previous) + 1 > 3
-            chain = mac_chain(previous, src if early else None)
+            chain = mac_chain(previous, src if early else None, PREFETCH_TMUS[j % 2], fresh)
             before, slots = chain[:max(0, len(chain) - 3)], chain[max(0, len(chain) - 3):]
             for c in before:
                 c()
             if not early:
-                iadd(tmu0_s, src, prefetch, set_flags=False)
+                iadd(PREFETCH_TMUS[j % 2], src, prefetch, set_flags=False)
             step = step_first if j == 0 else step_last if j == n_in - 2 else pitch
-            pop = {"sig": "load tmu0"} if j >= PREFETCH_LAG else {}
-            iadd(ptr, src, step, set_flags=False).mov(uniforms_address, src, **pop)
+            iadd(ptr, src, step, set_flags=False).mov(uniforms_address, src,
+                                                     sig=pop_of((j - PREFETCH_LAG) % n_in))
             jmp(L.expand, link=link)
             for c in slots:
                 c()
@@ -216,17 +242,25 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
                 mov(null, step_first if j == 0 else step_last, set_flags=True)
                 mov(r1, 0.0, cond="zs")
             previous = pixel_macs(j, reach)
-        for c in mac_chain(previous):
+        for c in mac_chain(previous, fresh=fresh):
             c()
-        for _ in range(min(PREFETCH_LAG, n_in)):
-            nop(sig="load tmu0")
+        assert not fresh, "every output pixel reads a tap of its dy = 0 row"
 
     def row_if(mask, row_ptr, reach, name: str) -> None:
+        """`emit_row` when bit 0 of `mask` is set (a row inside the input), shifting it."""
         band(null, mask, 1, set_flags=True)
-        jzs(L[f"skip_{name}"])
+        jzc(L[f"row_{name}"])
         shr(mask, mask, 1, set_flags=False)
         nop()
         nop()
+        if (len(sums) - 1, 0) in reach:        # a padding row: the new sums start at the bias
+            for acc in sums[-1]:
+                mov(acc, bias_d)
+        jmp(L[f"skip_{name}"])
+        nop()
+        nop()
+        nop()
+        L[f"row_{name}"]
         emit_row(row_ptr, reach)
         L[f"skip_{name}"]
 
@@ -248,6 +282,19 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
             band(null, r2, 2, set_flags=True)
         mov(prefetch, r0)
         iadd(prefetch, r0, r1, cond="zc", set_flags=False)
+
+    def update_prefetch() -> None:
+        """At an iteration's end (masks shifted: bit 0 is the next iteration's row, bit 1 the
+        one after, which the next iteration prefetches): drop the input step r1 from `prefetch`
+        when the row after is the first outside the input (rows only leave it at the bottom)."""
+        if stride == 1:
+            band(r2, proc_a, 3, set_flags=False)
+        else:
+            mov(r2, proc_b)
+            band(r2, proc_a, r2, set_flags=False)
+            band(r2, r2, 3, set_flags=False)
+        isub(null, r2, 1, set_flags=True)
+        isub(prefetch, prefetch, r1, cond="zs", set_flags=False)
 
     # -- items ------------------------------------------------------------------------------
     L.item_loop
@@ -275,11 +322,13 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         mov(target, r4)
         if q + TMU_DEPTH < len(targets):
             iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
-    for row in sums:                            # r4 still holds the depthwise bias
+    for row in sums[:-1]:                       # r4 still holds the depthwise bias
         for acc in row:
             mov(acc, r4)
     mov(r1, prefetch)
     set_prefetch()
+    for j in range(n_in - PREFETCH_LAG, n_in):  # stand-ins for a previous row's prefetches
+        mov(PREFETCH_TMUS[j % n_in % 2], rec)
 
     # -- iterations: one output row each ----------------------------------------------------
     L.iteration
@@ -290,9 +339,15 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         row_if(proc_b, row_b, ((0, 2), (1, 0)), "b")
     ldi(r2, 4 * ROW_END_WORD)
     band(null, store, 1, set_flags=True)
-    jzs(L.no_store)
+    jzc(L.store_row)
     iadd(uniforms_address, rec, r2, set_flags=False)
     shr(store, store, 1, set_flags=False)
+    nop()
+    for _ in range(3):                          # no store (the band's first rows): skip its words
+        mov(null, uniform)
+    jmp(L.advance)
+    nop()
+    nop()
     nop()
 
     def write_rows():
@@ -305,33 +360,36 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
             else:
                 fmax(r2, acc, r0, set_flags=False)
                 fmin(vpm, r2, six, set_flags=False)
-    launching.emit_banked_store(asm, instance, write_rows, uniform, uniform, st_addr, BANK_LOCKS,
-                                MAX_PIXELS)
-    jmp(L.advance)
-    nop()
-    nop()
-    nop()
-    L.no_store
-    mov(null, uniform)                          # the store's two setup words
-    mov(null, uniform)
+    L.store_row
+    if private_vpm_rows(pixels):
+        wait_dma_store()                        # the instance's last row has left its VPM rows
+        mov(vpmvcd_wr_setup, uniform)
+        write_rows()
+        mov(vpmvcd_wr_setup, uniform)
+        mov(vpmvcd_wr_setup, uniform)
+        mov(vpm_st_addr, st_addr)
+    else:
+        mov(null, uniform)                      # a bank's rows are fixed
+        launching.emit_banked_store(asm, instance, write_rows, uniform, uniform, st_addr,
+                                    BANK_LOCKS, MAX_PIXELS)
     L.advance
     iadd(st_addr, st_addr, uniform, set_flags=False)
     mov(r1, uniform)                            # input step
     iadd(row_a, row_a, r1, set_flags=False)
     if stride == 2:
         iadd(row_b, row_b, r1, set_flags=False)
-    set_prefetch()
-    for upper, lower in zip(sums, sums[1:]):
+    update_prefetch()
+    for upper, lower in zip(sums, sums[1:]):   # the next rows' row starts from the bias
         for acc, nxt in zip(upper, lower):
             mov(acc, nxt)
-    for acc in sums[-1]:
-        mov(acc, bias_d)
     mov(null, store, set_flags=True)
     jzc(L.iteration)
     nop()
     nop()
     nop()
 
+    for j in range(n_in - PREFETCH_LAG, n_in):
+        nop(sig=pop_of(j % n_in))
     ldi(r2, 4 * RECORD_WORDS)
     iadd(rec, rec, r2, set_flags=False)
     jmp(L.item_loop)
@@ -340,6 +398,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     nop()
 
     L.items_done
+    wait_dma_store()
     thread, n_threads = sums[0][0], sums[1][0]
     ldi(r2, 255)
     band(thread, instance, r2, set_flags=False)
@@ -441,6 +500,7 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
     bands = [(oy0, min(ho, oy0 + band_rows)) for oy0 in range(0, ho, band_rows)]
     strips = sorted({min(ox0, wo - pixels) for ox0 in range(0, wo, pixels)})
     bank_delta = launching.vdw_store_setup(1, 1, MAX_PIXELS) - launching.vdw_store_setup(1, 1, 0)
+    private = private_vpm_rows(pixels)
 
     # channel blocks innermost: the instances running side by side read the same input pixels
     items = [(band, ox0, cb) for band in bands for ox0 in strips for cb in range(blocks)]
@@ -468,6 +528,7 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
                       mask_a, mask_b, mask_store,
                       out_address + first * out_row + ox0 * out_pix + 4 * LANES * cb,
                       stride * in_row,
+                      0,                        # VPM write setup: per instance, below
                       launching.vdw_stride_setup(out_pix - 4 * cvalid),
                       launching.vdw_store_setup(pixels, cvalid, 0),
                       out_row, stride * in_row]
@@ -477,7 +538,14 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
         launch_rows = []
         for t, mine in enumerate(instances):
             mine_records = records[mine].copy()
-            mine_records[:, ROW_END_WORD + 1] += bank_delta * (t % len(BANK_LOCKS))
+            if private:
+                vpm_y = t * pixels
+                mine_records[:, ROW_END_WORD] = vpm_write_setup_word(Y=vpm_y)
+                mine_records[:, ROW_END_WORD + 2] = [launching.vdw_store_setup(
+                    pixels, min(LANES, c - cb * LANES), vpm_y) for (_, _, cb) in
+                    (items[i] for i in mine)]
+            else:
+                mine_records[:, ROW_END_WORD + 2] += bank_delta * (t % len(BANK_LOCKS))
             launch_rows.append([0, len(mine), t | len(instances) << 8, in_pix]
                                + mine_records.reshape(-1).tolist())
         rows_per_launch.append(launch_rows)
