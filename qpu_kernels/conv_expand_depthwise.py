@@ -46,16 +46,19 @@ ACTIVATIONS = (None, "relu", "relu6")
 LANES = isa.SIMD_WIDTH
 TAPS = 9                                    # 3 x 3, tap q = 3 * dy + dx
 MAX_PIXELS = 16                             # output pixels per item: one VPM bank of rows
+#: at stride 2 an iteration's code holds two rows of 2P + 1 call sites: wider strips outgrow the
+#: 4 KiB instruction cache (modelled, 112x112x16 -> 96: P = 8 2.45 ms, 10 2.56, 12 2.66)
+MAX_PIXELS_STRIDE_2 = 8
 #: iterations per item: one bit each in the item's process and store masks
 MAX_ITERATIONS = 32
 #: semaphores guarding VPM rows 0-15 and 16-31 (semaphore 0 is launch.DONE_SEMAPHORE)
 BANK_LOCKS = (1, 2)
 TMU_DEPTH = 4
-#: regfile A: link, the two edge steps, 9 taps and 9 scalars (expansion bias, 6.0, process and
-#: store masks, output address, items, record pointer, instance, input pixel pitch); regfile B:
+#: regfile A: link, the two edge steps, 9 taps and 7 scalars (expansion bias, 6.0, process and
+#: store masks, output address, record pointer, input pixel pitch); regfile B:
 #: the stream pointer, the row pointer and the depthwise bias (a sum's start, read beside a tap).
 #: Stride 2 adds row b's mask (A) and pointer (B).
-FIXED_A = 3 + TAPS + 9
+FIXED_A = 3 + TAPS + 7
 FIXED_B = 3
 #: record words: weights block, first row pointers (2), edge steps (2), masks (3), output address,
 #: input step, then the words the row ends read: VPM write setup, VDW stride setup, VDW setup,
@@ -96,7 +99,8 @@ def max_pixels(k: int, stride: int) -> int:
     (they live in regfile B: the taps they are multiplied with are in A)."""
     rows = sums_rows(stride)
     in_b = (32 - fixed_registers(stride)[1]) // rows
-    return max(0, min(MAX_PIXELS, (register_budget(stride) - k) // rows, in_b))
+    widest = MAX_PIXELS if stride == 1 else MAX_PIXELS_STRIDE_2
+    return max(0, min(widest, (register_budget(stride) - k) // rows, in_b))
 
 
 def strip_inputs(pixels: int, stride: int) -> int:
@@ -113,13 +117,14 @@ def block_rows(k: int) -> int:
 @qpu
 def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: Optional[str],
                             act_depthwise: Optional[str]):
-    """Uniforms: header (record address, item count, instance index | instance count << 8,
-    input pixel pitch), then per item (RECORD_WORDS; read through uniforms_address): packed
-    weights of its block, the first iteration's row pointers (row a; row b = a + input row:
-    stride 2 only) at the strip's first real pixel, step after the first pixel (0 at a left
-    edge), step before the last (0 at a right edge), process masks of rows a and b, store mask
-    (bit i: iteration i), output address of iteration 0's row, VDW stride setup, VDW setup (bank
-    0), output row bytes, input rows bytes per iteration (twice)."""
+    """Uniforms: header (record address, input pixel pitch, instance index | instance count <<
+    8), then per item (RECORD_WORDS; read through uniforms_address): packed weights of its
+    block, the first iteration's row pointers (row a; row b = a + input row: stride 2 only) at
+    the strip's first real pixel, step after the first pixel (0 at a left edge), step before
+    the last (0 at a right edge), process masks of rows a and b, store mask (bit i: iteration
+    i), output address of iteration 0's row, input step; then the words each row end reads:
+    the instance's VPM write setup (private rows) or bank (shared), VDW stride setup, VDW setup,
+    output row bytes, input step. A 0 ends the list, followed by the instance word again."""
     n_in = strip_inputs(pixels, stride)
     rows = sums_rows(stride)
     if not 2 <= k <= register_budget(stride) - rows * pixels or pixels < 1:
@@ -129,8 +134,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     free_b = iter(REGFILE_B[q] for q in range(32))
     link, step_first, step_last = next(free_a), next(free_a), next(free_a)
     tap = [next(free_a) for _ in range(TAPS)]
-    (bias_e, six, proc_a, store, st_addr, items, rec, instance,
-     pitch) = [next(free_a) for _ in range(9)]
+    bias_e, six, proc_a, store, st_addr, rec, pitch = [next(free_a) for _ in range(7)]
     ptr, row_a, bias_d = next(free_b), next(free_b), next(free_b)
     proc_b, row_b = (next(free_a), next(free_b)) if stride == 2 else (null, null)
     sums = [[next(free_b) for _ in range(pixels)] for _ in range(rows)]
@@ -143,16 +147,17 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         """The signal popping site j's prefetch (its TMU's receive FIFO)."""
         return f"load tmu{j % 2}"
 
+    private = private_vpm_rows(pixels)
+    locks = () if private else BANK_LOCKS
     mov(rec, uniform)
-    mov(items, uniform)
-    mov(instance, uniform)
     mov(pitch, uniform)
+    mov(r1, uniform)                            # instance index | count << 8
     if "relu6" in (act_expand, act_depthwise):
         ldi(six, 6.0)
     ldi(r2, 255)
-    band(sums[0][0], instance, r2, set_flags=False)     # the instance index alone
+    band(sums[0][0], r1, r2, set_flags=False)   # the instance index alone
     nop()
-    launching.emit_bank_locks_init(asm, sums[0][0], BANK_LOCKS)
+    launching.emit_bank_locks_init(asm, sums[0][0], locks)
     jmp(L.item_loop)
     nop()
     nop()
@@ -298,13 +303,15 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
 
     # -- items ------------------------------------------------------------------------------
     L.item_loop
-    mov(null, items, set_flags=True)
-    jzs(L.items_done)
-    mov(uniforms_address, rec)                  # delay slots: this item's record
+    mov(uniforms_address, rec)
     shl(r2, element_number, 2, set_flags=False)
     nop()
-    iadd(r1, uniform, r2, set_flags=False)      # r1[e]: &block[row 0][e]
+    nop()
+    mov(r1, uniform, set_flags=True)            # the weights block; 0 ends the list
+    jzs(L.items_done)
+    iadd(r1, r1, r2, set_flags=False)           # delay slots: r1[e] = &block[row 0][e]
     ldi(r2, 4 * LANES)
+    nop()
     mov(row_a, uniform)
     mov(row_b, uniform)                         # stride 1: skipped (null)
     mov(step_first, uniform)
@@ -361,7 +368,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
                 fmax(r2, acc, r0, set_flags=False)
                 fmin(vpm, r2, six, set_flags=False)
     L.store_row
-    if private_vpm_rows(pixels):
+    if private:
         wait_dma_store()                        # the instance's last row has left its VPM rows
         mov(vpmvcd_wr_setup, uniform)
         write_rows()
@@ -369,9 +376,8 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         mov(vpmvcd_wr_setup, uniform)
         mov(vpm_st_addr, st_addr)
     else:
-        mov(null, uniform)                      # a bank's rows are fixed
-        launching.emit_banked_store(asm, instance, write_rows, uniform, uniform, st_addr,
-                                    BANK_LOCKS, MAX_PIXELS)
+        launching.emit_banked_store(asm, uniform, write_rows, uniform, uniform, st_addr,
+                                    BANK_LOCKS, MAX_PIXELS)     # the first word: the bank
     L.advance
     iadd(st_addr, st_addr, uniform, set_flags=False)
     mov(r1, uniform)                            # input step
@@ -391,19 +397,19 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     for j in range(n_in - PREFETCH_LAG, n_in):
         nop(sig=pop_of(j % n_in))
     ldi(r2, 4 * RECORD_WORDS)
-    iadd(rec, rec, r2, set_flags=False)
     jmp(L.item_loop)
-    isub(items, items, 1, set_flags=False)
+    iadd(rec, rec, r2, set_flags=False)
     nop()
     nop()
 
     L.items_done
     wait_dma_store()
     thread, n_threads = sums[0][0], sums[1][0]
+    mov(r1, uniform)                            # after the list: instance index | count << 8
     ldi(r2, 255)
-    band(thread, instance, r2, set_flags=False)
-    shr(n_threads, instance, 8, set_flags=False)
-    launching.emit_join_and_exit(asm, thread, n_threads, BANK_LOCKS)
+    band(thread, r1, r2, set_flags=False)
+    shr(n_threads, r1, 8, set_flags=False)
+    launching.emit_join_and_exit(asm, thread, n_threads, locks)
 
 
 def output_size(size: int, pad_before: int, pad_after: int, stride: int) -> int:
@@ -528,7 +534,7 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
                       mask_a, mask_b, mask_store,
                       out_address + first * out_row + ox0 * out_pix + 4 * LANES * cb,
                       stride * in_row,
-                      0,                        # VPM write setup: per instance, below
+                      0,                        # VPM write setup or bank: per instance, below
                       launching.vdw_stride_setup(out_pix - 4 * cvalid),
                       launching.vdw_store_setup(pixels, cvalid, 0),
                       out_row, stride * in_row]
@@ -545,8 +551,11 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
                     pixels, min(LANES, c - cb * LANES), vpm_y) for (_, _, cb) in
                     (items[i] for i in mine)]
             else:
-                mine_records[:, ROW_END_WORD + 2] += bank_delta * (t % len(BANK_LOCKS))
-            launch_rows.append([0, len(mine), t | len(instances) << 8, in_pix]
-                               + mine_records.reshape(-1).tolist())
+                bank = t % len(BANK_LOCKS)
+                mine_records[:, ROW_END_WORD] = bank
+                mine_records[:, ROW_END_WORD + 2] += bank_delta * bank
+            instance = t | len(instances) << 8
+            launch_rows.append([0, in_pix, instance] + mine_records.reshape(-1).tolist()
+                               + [0, instance])         # the end of the list, the instance
         rows_per_launch.append(launch_rows)
-    return launching.launch_rows(drv, program, rows_per_launch, record_pointer_words=4)
+    return launching.launch_rows(drv, program, rows_per_launch, record_pointer_words=3)

@@ -197,7 +197,7 @@ def check_conv_expand_depthwise(ctx: CaseContext, h: int, w: int, k: int, c: int
 sweep("conv_expand_depthwise", check_conv_expand_depthwise, [
     dict(h=5, w=6, k=16, c=16),                            # one channel block, SAME padding
     dict(h=7, w=9, k=3, c=20, stride=2, pads=(0, 0, 1, 1), act="relu"),  # TF padding, 2 blocks
-    dict(h=6, w=13, k=24, c=33, act=None),                 # K = 24: 4-pixel strips
+    dict(h=6, w=13, k=24, c=33, act=None),                 # K = 24: 3 strips, 1 overlapping
     dict(h=3, w=3, k=2, c=1, pads=(0, 0, 0, 0)),           # one output pixel, the smallest K
     dict(h=40, w=5, k=4, c=16),                            # 40 rows: two bands of rows
     dict(h=14, w=14, k=24, c=144, stride=2),               # MobileNet v2-like
