@@ -203,6 +203,20 @@ def output_size(size: int, pad_before: int, pad_after: int, stride: int) -> int:
     return (size + pad_before + pad_after - 3) // stride + 1
 
 
+def window_output(h: int, w: int, c: int, stride: int, pads) -> tuple:
+    """(Ho, Wo) of a 3x3 window over H x W x C with `stride` and `pads` (top, left, bottom,
+    right), after checking them against what the 3x3 kernels run (KernelShapeError)."""
+    if stride not in (1, 2):
+        raise KernelShapeError(f"stride={stride}: the 3x3 kernels run strides 1 and 2")
+    pt, pl, pb, pr = pads
+    if min(pads) < 0 or max(pads) > 1:
+        raise KernelShapeError(f"pads={pads}: the 3x3 kernels take 0 or 1 per side")
+    ho, wo = output_size(h, pt, pb, stride), output_size(w, pl, pr, stride)
+    if min(h, w, c, ho, wo) < 1:
+        raise KernelShapeError(f"input {h}x{w}x{c} with pads {pads}, stride {stride}: empty output")
+    return ho, wo
+
+
 def item_pixels(wo: int) -> int:
     """Output pixels per item for rows of `wo` pixels: the fewest items of at most MAX_PIXELS,
     as even as they come (56 -> 4 x 14, 112 -> 7 x 16, 7 -> 1 x 7)."""
@@ -243,20 +257,10 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
     (top, left, bottom, right); strides in bytes default to dense NHWC."""
     if act not in ACTIVATIONS:
         raise KernelShapeError(f"act={act!r}: the depthwise epilogue supports {ACTIVATIONS}")
-    if stride not in (1, 2):
-        raise KernelShapeError(f"stride={stride}: the depthwise kernel runs strides 1 and 2")
-    pt, pl, pb, pr = pads
-    if min(pads) < 0 or max(pads) > 1:
-        raise KernelShapeError(f"pads={pads}: the depthwise kernel takes 0 or 1 per side")
-    ho, wo = output_size(h, pt, pb, stride), output_size(w, pl, pr, stride)
-    if min(h, w, c, ho, wo) < 1:
-        raise KernelShapeError(f"input {h}x{w}x{c} with pads {pads}, stride {stride}: empty output")
-    in_pix = 4 * c if in_pixel_stride is None else in_pixel_stride
-    in_row = w * in_pix if in_row_stride is None else in_row_stride
-    out_pix = 4 * c if out_pixel_stride is None else out_pixel_stride
-    out_row = wo * out_pix if out_row_stride is None else out_row_stride
-    launching.check_row_span("input pixels", w, 4 * c, in_pix)
-    launching.check_row_span("output pixels", wo, 4 * c, out_pix)
+    ho, wo = window_output(h, w, c, stride, pads)
+    pt, pl = pads[:2]
+    in_pix, in_row, out_pix, out_row = launching.nhwc_pitches(
+        w, wo, c, c, in_pixel_stride, in_row_stride, out_pixel_stride, out_row_stride)
     blocks = math.ceil(c / LANES)
     pixels = item_pixels(wo)
     program = launching.cached_program(drv, depthwise_kernel, act, pixels)

@@ -14,18 +14,24 @@ pixel's K input values themselves (its address is the pixel's, moved to each pix
 `fmul(r0, uniform, We[k])` multiplies the broadcast input value by the 16 channels' weights held
 in registers, and the next instruction's `fadd` accumulates; the subroutine adds the bias and
 applies the activation in its return's delay slots. The caller's delay slots hold the previous
-pixel's depthwise multiply-adds into the partial sums, so a pixel costs about K + 9 instructions
-at stride 1: the two layers' multiply-adds, two per instruction.
+pixel's depthwise multiply-adds into the partial sums. At stride 1 a pixel costs K + 17
+instructions, K + 9 of them the two layers' multiply-adds (a multiply and an add each).
+
+The uniform stream waits for every line it enters that is not in the L2C, and the 12 QPUs reading
+the same rows would wait together: each call site also reads its pixel of the next row through
+the TMU (alternating TMU0 and TMU1, PREFETCH_LAG requests in flight), so the L2C holds a row
+before the stream gets there.
 
 Padding: rows above and below the input are not processed (bit masks per item say which
 iterations process which rows and store which output rows); a padding column (the first or last
 pixel of a strip at the image's edge) reads the nearest real pixel, whose expanded value is then
-replaced by zero. Every read stays inside the input. Output rows leave through one of two shared
-VPM banks (launch.emit_banked_store), P pixels x the block's valid channels per DMA.
+replaced by zero. Every read stays inside the input. An output row (P pixels x the block's valid
+channels) leaves through VPM rows of the instance's own when 12 x P fit in the VPM, otherwise
+through one of two shared banks (launch.emit_banked_store).
 
-Registers bound P: K expansion weights, 9 depthwise taps and ~20 pointers and constants leave
-the rest of the 64 for the partial sums (`max_pixels`); K up to 31 runs (MobileNet v2's first
-expansions have K = 16 and 24).
+Registers bound P: the K expansion weights, 9 depthwise taps and 13 pointers and constants
+(15 at stride 2) leave the rest of the 64 for the partial sums (`max_pixels`); MobileNet v2's
+first expansions (K = 16 and 24) get strips of 6 to 8 pixels.
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from vc4infer.qpu import rb as REGFILE_B
 from vc4infer.qpu.macros import vpm_write_setup_word
 
 from . import launch as launching
+from .conv_depthwise import window_output
 from .launch import KernelShapeError, Launch
 
 ACTIVATIONS = (None, "relu", "relu6")
@@ -412,11 +419,6 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     launching.emit_join_and_exit(asm, thread, n_threads, locks)
 
 
-def output_size(size: int, pad_before: int, pad_after: int, stride: int) -> int:
-    """Output length of a 3-tap window along one axis."""
-    return (size + pad_before + pad_after - 3) // stride + 1
-
-
 def pack_weights(w_expand: np.ndarray, b_expand: Optional[np.ndarray], w_depthwise: np.ndarray,
                  b_depthwise: Optional[np.ndarray]) -> np.ndarray:
     """Expansion weights OHWI (C, 1, 1, K) or (C, K) and bias (C), depthwise weights (C, 3, 3, 1)
@@ -478,24 +480,14 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
     for name, act in (("act_expand", act_expand), ("act_depthwise", act_depthwise)):
         if act not in ACTIVATIONS:
             raise KernelShapeError(f"{name}={act!r}: the kernel fuses {ACTIVATIONS}")
-    if stride not in (1, 2):
-        raise KernelShapeError(f"stride={stride}: the kernel runs strides 1 and 2")
-    pt, pl, pb, pr = pads
-    if min(pads) < 0 or max(pads) > 1:
-        raise KernelShapeError(f"pads={pads}: the kernel takes 0 or 1 per side")
-    ho, wo = output_size(h, pt, pb, stride), output_size(w, pl, pr, stride)
-    if min(h, w, k, c, ho, wo) < 1:
-        raise KernelShapeError(f"input {h}x{w}x{k} with pads {pads}, stride {stride}: empty output")
+    ho, wo = window_output(h, w, min(k, c), stride, pads)
+    pt, pl = pads[:2]
     pixels = strip_pixels(wo, k, stride)
     if k < 2 or k + sums_rows(stride) * pixels > register_budget(stride):
         raise KernelShapeError(f"K = {k} input channels: the kernel holds 2 to "
                                f"{register_budget(stride) - sums_rows(stride)} expansion weights")
-    in_pix = 4 * k if in_pixel_stride is None else in_pixel_stride
-    in_row = w * in_pix if in_row_stride is None else in_row_stride
-    out_pix = 4 * c if out_pixel_stride is None else out_pixel_stride
-    out_row = wo * out_pix if out_row_stride is None else out_row_stride
-    launching.check_row_span("input pixels", w, 4 * k, in_pix)
-    launching.check_row_span("output pixels", wo, 4 * c, out_pix)
+    in_pix, in_row, out_pix, out_row = launching.nhwc_pitches(
+        w, wo, k, c, in_pixel_stride, in_row_stride, out_pixel_stride, out_row_stride)
     program = launching.cached_program(drv, expand_depthwise_kernel, k, stride, pixels,
                                        act_expand, act_depthwise)
     blocks = math.ceil(c / LANES)

@@ -250,6 +250,20 @@ def launch_rows(drv, program, rows_per_launch: List[List[List[int]]],
     return launches
 
 
+def nhwc_pitches(w: int, wo: int, c_in: int, c_out: int, in_pixel_stride: Optional[int],
+                 in_row_stride: Optional[int], out_pixel_stride: Optional[int],
+                 out_row_stride: Optional[int]) -> Tuple[int, int, int, int]:
+    """(input pixel, input row, output pixel, output row) strides in bytes of a convolution's
+    NHWC float32 input (rows of W pixels of c_in) and output (Wo pixels of c_out): the given
+    ones, dense NHWC where None; pixel strides checked (`check_row_span`)."""
+    in_pix = 4 * c_in if in_pixel_stride is None else in_pixel_stride
+    out_pix = 4 * c_out if out_pixel_stride is None else out_pixel_stride
+    check_row_span("input pixels", w, 4 * c_in, in_pix)
+    check_row_span("output pixels", wo, 4 * c_out, out_pix)
+    return (in_pix, w * in_pix if in_row_stride is None else in_row_stride,
+            out_pix, wo * out_pix if out_row_stride is None else out_row_stride)
+
+
 def check_row_span(name: str, rows: int, row_bytes: int, stride_bytes: int) -> Tuple[int, int]:
     """Validate a strided operand; return (stride, bytes spanned) for overlap checks."""
     if stride_bytes % 4 or stride_bytes < row_bytes:

@@ -9,27 +9,19 @@ from qpu_kernels.launch import KernelShapeError
 from vc4infer.qpu import assemble_program
 
 from kernel_support import activate, assert_guard_intact, assert_within, gemm_bound, guarded
+from test_conv_depthwise import reference as depthwise_reference
 
 
 def reference(x, we, be, wd, bd, stride, pads, act_e, act_d):
-    """float64 expansion then depthwise conv; also the sum of |terms| per output (error bound:
-    the expansion's own bound carried through the taps)."""
+    """float64 expansion (a matrix product) then test_conv_depthwise's loops over the taps; also
+    the sum of |terms| per output for the error bound: the expansion's own term magnitudes
+    carried through the taps beside the taps' products."""
     e = activate(x @ we.T + be, act_e)
     e_mag = np.abs(x) @ np.abs(we.T) + np.abs(be)
-    pt, pl, pb, pr = pads
-    ep = np.pad(e, ((pt, pb), (pl, pr), (0, 0)))
-    mp = np.pad(e_mag, ((pt, pb), (pl, pr), (0, 0)))
-    ho = (ep.shape[0] - 3) // stride + 1
-    wo = (ep.shape[1] - 3) // stride + 1
-    out = np.zeros((ho, wo, we.shape[0])) + bd
-    mag = np.zeros_like(out) + np.abs(bd)
-    for dy in range(3):
-        for dx in range(3):
-            window = (slice(dy, dy + stride * (ho - 1) + 1, stride),
-                      slice(dx, dx + stride * (wo - 1) + 1, stride))
-            out += ep[window] * wd[:, dy, dx]
-            mag += (np.abs(ep[window]) + mp[window]) * np.abs(wd[:, dy, dx])
-    return activate(out, act_d), mag
+    out, _ = depthwise_reference(e, wd[..., None], bd, stride, pads, act_d)
+    mag, _ = depthwise_reference(np.abs(e) + e_mag, np.abs(wd[..., None]), np.abs(bd), stride,
+                                 pads, None)
+    return out, mag
 
 
 def run_fused(drv, h, w, k, c, stride, pads, act_e, act_d, seed=0):

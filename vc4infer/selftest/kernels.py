@@ -172,8 +172,8 @@ def check_conv_expand_depthwise(ctx: CaseContext, h: int, w: int, k: int, c: int
     w_expand, b_expand = _normal(ctx, c, 1, 1, k) / np.float32(np.sqrt(k)), _normal(ctx, c)
     w_depthwise, b_depthwise = _normal(ctx, c, 3, 3, 1), _normal(ctx, c)
     pt, pl, pb, pr = pads
-    ho = conv_expand_depthwise.output_size(h, pt, pb, stride)
-    wo = conv_expand_depthwise.output_size(w, pl, pr, stride)
+    ho = conv_depthwise.output_size(h, pt, pb, stride)
+    wo = conv_depthwise.output_size(w, pl, pr, stride)
     x_gpu = drv.copy(x)
     packed = drv.copy(conv_expand_depthwise.pack_weights(w_expand, b_expand, w_depthwise,
                                                          b_depthwise))
