@@ -49,6 +49,10 @@ MEM_FLAGS_BY_SOC = {"BCM2835": MEM_FLAG_L1_NONALLOCATING, "BCM2836": MEM_FLAG_DI
                     "BCM2837": MEM_FLAG_DIRECT}
 
 
+#: the VideoCore addresses 1 GiB of SDRAM; the top two bits of a bus address pick the alias
+VC_ADDRESS_MASK = (1 << 30) - 1
+
+
 def bus_to_phys(bus_address: int) -> int:
     """ARM physical address of a mailbox bus address allocated with MEM_FLAGS_BY_SOC: the top two
     bits select the VideoCore cache alias and are dropped (hello_fft, VC4CL)."""
@@ -326,10 +330,14 @@ class VcsmCmaMemory(GpuMemory):
                     "/boot/firmware/config.txt (or /boot/config.txt), then `sudo reboot`; or ask "
                     "the Driver for less (data_area_size=).") from None
             raise DriverError(f"vcsm-cma allocation of {size} bytes failed: {exc}") from exc
-        if fd < 0 or bus == 0 or bus >> 32:
+        # the QPUs write where the bus address says: one that is not a page of the VideoCore's
+        # 1 GiB would have them write over memory the block is not (the host maps the fd)
+        if fd < 0 or bus == 0 or bus >> 32 or bus % PAGE_BYTES or \
+                (bus & VC_ADDRESS_MASK) + size > VC_ADDRESS_MASK + 1:
             if fd >= 0:
                 os.close(fd)
-            raise DriverError(f"vcsm-cma returned an unusable block (fd {fd}, bus 0x{bus:x})")
+            raise DriverError(f"vcsm-cma returned an unusable block (fd {fd}, bus 0x{bus:x} for "
+                              f"{size} bytes): refusing to hand the QPUs that address")
         try:
             mapping = HostMapping(fd, size, 0)
         except BaseException:

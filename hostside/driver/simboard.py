@@ -356,8 +356,11 @@ class SimulatedVcsmCma(VcsmCmaDevice):
     def __init__(self, firmware: SimulatedFirmware):
         self.firmware = firmware
         self.blocks: Dict[int, _CmaBlock] = {}          # bus address -> block
-        #: fault injection: the ioctl with this number (0, 1, ...) fails with EIO
+        #: fault injection: the ioctl with this number (0, 1, ...) fails with EIO ("error"), or
+        #: ("garbage") an allocation hands out its block but answers GARBAGE_WORD for the bus
+        #: address (a sync answers nothing: it runs as usual)
         self.fail_call: Optional[int] = None
+        self.fail_mode = "error"
         self.calls_made = 0
         super().__init__(path="/dev/vcsm-cma (simulated)")
 
@@ -367,13 +370,14 @@ class SimulatedVcsmCma(VcsmCmaDevice):
     def ioctl(self, fd: int, request: int, buf: bytearray) -> None:
         self.collect()
         self.calls_made += 1
-        if self.fail_call == self.calls_made - 1:
+        faulty = self.fail_call == self.calls_made - 1
+        if faulty and self.fail_mode != "garbage":
             raise OSError(errno.EIO, "Input/output error (fault injected)")
         if request == VCSM_IOCTL_MEM_ALLOC and fd == self.fd:
             size, num, cached, _, name = VCSM_ALLOC_STRUCT.unpack(bytes(buf))[:5]
             block = self._alloc(size, cached, name.rstrip(b"\0").decode(errors="replace"))
             buf[:] = VCSM_ALLOC_STRUCT.pack(size, num, cached, 0, name, block.fd, len(self.blocks),
-                                            block.bus)
+                                            GARBAGE_WORD if faulty else block.bus)
         elif request == DMA_BUF_IOCTL_SYNC:
             self._sync(fd, struct.unpack("<Q", bytes(buf))[0])
         else:

@@ -211,7 +211,7 @@ class FakeVcsmCma:
         self.next_bus = base_bus
         self.capacity = capacity          # bytes the CMA pool can give before ENOMEM
         self.alloc_error = None           # an OSError the next allocation raises
-        self.zero_bus = False             # answer bus address 0 (an unusable block)
+        self.bus_answer = None            # answer this bus address (an unusable block's)
         self.allocs = []      # (size, num, cached, name, fd, bus)
         self.syncs = []       # (fd, flags)
 
@@ -250,7 +250,8 @@ class FakeVcsmCma:
                     fake.next_bus += size
                     fake.allocs.append((size, num, cached, name.rstrip(b"\0"), mfd, bus))
                     buf[:] = VCSM_ALLOC_STRUCT.pack(size, num, cached, 0, name, mfd, len(fake.allocs),
-                                                    0 if fake.zero_bus else bus)
+                                                    bus if fake.bus_answer is None
+                                                    else fake.bus_answer)
                 elif request == DMA_BUF_IOCTL_SYNC:
                     assert len(buf) == 8
                     fake.syncs.append((fd, struct.unpack("<Q", bytes(buf))[0]))

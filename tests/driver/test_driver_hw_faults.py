@@ -166,12 +166,14 @@ def test_vcsm_cma_ioctl_failure(tmp_path):
         drv.alloc(100)
 
 
-def test_vcsm_cma_unusable_block_closes_its_fd(tmp_path):
+@pytest.mark.parametrize("bus", [0, 0xC0000800, 0xFFFFF000, 1 << 32])
+def test_vcsm_cma_unusable_block_closes_its_fd(tmp_path, bus):
+    # no address, not a page, 8 KiB from 4 KiB below the end of the VideoCore's 1 GiB, > 32 bits
     root, fw, vcsm = _vcsm(tmp_path)
     with Driver(open_hw(root, fw, vcsm_device=vcsm.make_device())) as drv:
-        vcsm.zero_bus = True
+        vcsm.bus_answer = bus
         with pytest.raises(DriverError, match="unusable block"):
-            drv.alloc(100)
+            drv.alloc(5000)
         fd = vcsm.allocs[-1][4]
         assert not fd_is_open(fd)
 

@@ -269,10 +269,12 @@ def test_every_mailbox_call_failing_in_turn_leaves_the_board_clean(mode):
     assert "ok" in outcomes and len(set(outcomes)) > 2, outcomes
 
 
+@pytest.mark.parametrize("mode", ["error", "garbage"])
 @pytest.mark.parametrize("host_cached", [False, True])
-def test_every_vcsm_cma_call_failing_in_turn_leaves_the_board_clean(host_cached):
-    """The same over /dev/vcsm-cma's ioctls (allocations, and with a cached mapping the syncs):
-    one DriverError or success, and afterwards no CMA block held and the QPUs off."""
+def test_every_vcsm_cma_call_failing_in_turn_leaves_the_board_clean(host_cached, mode):
+    """The same over /dev/vcsm-cma's ioctls (allocations, and with a cached mapping the syncs),
+    failing or (allocations) answering a garbage bus address: one DriverError or success, and
+    afterwards no CMA block held and the QPUs off; a garbage address is never handed on."""
     def session(firmware):
         with Driver(backend="hw", board=firmware, memory="vcsm-cma", host_cached=host_cached) as drv:
             sgemm_through(drv, m=20, k=8, n=20)
@@ -281,11 +283,19 @@ def test_every_vcsm_cma_call_failing_in_turn_leaves_the_board_clean(host_cached)
     session(clean)
     calls = clean.vcsm_cma.calls_made
     assert calls >= (10 if host_cached else 4)
+    outcomes = []
     for i in range(calls):
         firmware = simboard.firmware_for("pi-zero")
-        firmware.vcsm_cma.fail_call = i
+        firmware.vcsm_cma.fail_call, firmware.vcsm_cma.fail_mode = i, mode
         try:
             session(firmware)
+            outcomes.append("ok")
         except DriverError as exc:
-            assert "\n" not in str(exc) and "fault injected" in str(exc), (i, exc)
+            why = "fault injected" if mode == "error" else "unusable block (fd"
+            assert "\n" not in str(exc) and why in str(exc), (i, exc)
+            outcomes.append("refused")
         assert firmware.live_cma_blocks() == 0 and not firmware.qpu_enabled, i
+    # a failing call always ends the session; a garbled allocation too, while a sync (whose
+    # answer holds nothing to garble) goes through
+    assert "refused" in outcomes and ("ok" in outcomes) == (host_cached and mode == "garbage"), \
+        outcomes
