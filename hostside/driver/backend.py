@@ -26,6 +26,11 @@ class Allocation:
     handle: Any = None
 
 
+#: the Linux kernel gives up on any firmware mailbox transaction, execute_qpu included, after 1 s
+#: (raspberrypi/linux#4321): no launch on a Pi outlasts it
+PI_LAUNCH_LIMIT_SECONDS = 1.0
+
+
 class Backend(abc.ABC):
     """Where QPU programs run. Subclasses: EmuBackend, HwBackend."""
 
@@ -36,7 +41,8 @@ class Backend(abc.ABC):
     #: the V3D clock launches run at (emu: are modelled at), when the backend knows it
     clock_hz: Optional[float] = None
     #: longest a single execute may run before the platform gives up (hw: the firmware's
-    #: mailbox timeout); None where there is no such limit. The scheduler keeps launches under it.
+    #: mailbox timeout; emu: the same, in modelled time); None where there is no such limit. The
+    #: scheduler keeps launches under it.
     max_launch_seconds: Optional[float] = None
 
     @abc.abstractmethod

@@ -9,7 +9,8 @@ emulated bus address space, which ends below 4 GiB); `clock_hz` the V3D clock th
 assumes (250e6, 300e6 or 400e6: Pi 1/2, Pi Zero, Pi 3); `strict` raises UndefinedBehaviourError
 on behaviour the hardware leaves undefined; `trace` QPU numbers whose every instruction is
 recorded (`trace_records`, or passed to `trace_callback`); `max_instructions` / `max_cycles` a
-budget per launch (BudgetExceededError beyond it); `fast_path=False` runs every instruction
+budget per launch (BudgetExceededError beyond it); `max_launch_seconds` the modelled time a
+launch may run (1 s, as on a Pi; ModelledTimeLimitError beyond it); `fast_path=False` runs every instruction
 through the emulator's general loop (slower; for checking the fast path, vc4infer.emu.fastpath,
 against it).
 LaunchStats figures are modelled, not measured.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import weakref
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from hostside.driver.backend import Allocation, Backend, LaunchStats
+from hostside.driver.backend import PI_LAUNCH_LIMIT_SECONDS, Allocation, Backend, LaunchStats
 from hostside.driver.errors import DriverClosedError, DriverError, OutOfGpuMemoryError
 from vc4infer.emu.machine import Machine
 from vc4infer.emu.memory import LOW_RESERVED_BYTES, SHARED_BYTES, shared_memory
@@ -34,23 +35,28 @@ class EmuBackend(Backend):
 
     name = "emu"
     modelled = True
-    max_launch_seconds = None
 
     def __init__(self, memory_bytes: int = 256 << 20, clock_hz: float = DEFAULT_CLOCK_HZ,
                  strict: bool = False, trace: Sequence[int] = (),
                  max_instructions: Optional[int] = None, max_cycles: Optional[int] = None,
                  trace_callback: Optional[Callable[[TraceRecord], None]] = None,
-                 fast_path: bool = True):
+                 fast_path: bool = True,
+                 max_launch_seconds: Optional[float] = PI_LAUNCH_LIMIT_SECONDS):
         if float(clock_hz) not in CLOCKS_HZ:
             raise DriverError(f"clock_hz={clock_hz}: the VideoCore IV runs its V3D at "
                               f"{', '.join(f'{c:.0f}' for c in CLOCKS_HZ)} Hz; pick one of them")
-        for name, value in (("max_instructions", max_instructions), ("max_cycles", max_cycles)):
+        for name, value in (("max_instructions", max_instructions), ("max_cycles", max_cycles),
+                            ("max_launch_seconds", max_launch_seconds)):
             if value is not None and value <= 0:
                 raise DriverError(f"{name}={value}: a budget must be a positive number (or None)")
         if memory_bytes % 4096 or not 0 < memory_bytes <= SHARED_BYTES - LOW_RESERVED_BYTES:
             raise DriverError(f"memory_bytes={memory_bytes}: give a multiple of 4096 up to "
                               f"{SHARED_BYTES - LOW_RESERVED_BYTES}: the emulated GPU memory must "
                               "end below 4 GiB of bus address space")
+        #: a launch stops once it has run this long in modelled time (ModelledTimeLimitError): as
+        #: long as a Pi lets one run by default, so a kernel that never ends costs the host the time
+        #: to emulate that, not the execute timeout; None: no modelled limit
+        self.max_launch_seconds = max_launch_seconds
         self.memory = shared_memory()
         self.memory_bytes = memory_bytes
         self._owned: dict = {}                 # bus address -> bytes of this backend's buffers
@@ -92,7 +98,7 @@ class EmuBackend(Backend):
 
     def execute(self, control: Sequence[Tuple[int, int]], timeout_s: float) -> LaunchStats:
         self._check_open()
-        stats = self.machine.run(control, timeout_s)
+        stats = self.machine.run(control, timeout_s, self.max_launch_seconds)
         self.v3d.record_launch(stats)
         return stats
 

@@ -27,7 +27,7 @@ import numpy as np
 from vc4infer.qpu.isa import NUM_QPUS
 
 from . import simboard
-from .backend import Allocation, Backend, LaunchStats
+from .backend import PI_LAUNCH_LIMIT_SECONDS, Allocation, Backend, LaunchStats
 from .board import BoardInfo, detect_board, hw_blocker, kms_fix
 from .errors import (DriverClosedError, DriverError, LaunchTimeoutError, MailboxError,
                      QpuEnableRefusedError, QpuExecuteError, ThreadCountError)
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: execute_qpu takes at most one program instance per QPU
 MAX_QPUS = NUM_QPUS
-#: the kernel gives up on any mailbox transaction after 1 s (raspberrypi/linux#4321)
-MAILBOX_LIMIT_SECONDS = 1.0
 
 _LIVE: Set["HwBackend"] = set()       # strong references: an unclosed backend is closed at exit
 _LIVE_LOCK = threading.Lock()
@@ -96,7 +94,7 @@ class HwBackend(Backend):
     `root`, `mailbox`, `vcsm_device`, `mem_path`."""
 
     name = "hw"
-    max_launch_seconds: Optional[float] = MAILBOX_LIMIT_SECONDS
+    max_launch_seconds: Optional[float] = PI_LAUNCH_LIMIT_SECONDS
 
     def __init__(self, *, memory: str = "auto", host_cached: bool = False, root: str = "/",
                  board: Union[BoardInfo, str, "simboard.SimulatedFirmware", None] = None,

@@ -39,6 +39,7 @@ from typing import Deque, Dict, Optional, Tuple
 import numpy as np
 
 from vc4infer.device import DriverError, LaunchStats, OutOfGpuMemoryError
+from vc4infer.emu.errors import ModelledTimeLimitError
 from vc4infer.emu.memory import GpuMemory
 
 from . import mailbox as mb
@@ -308,7 +309,11 @@ class SimulatedFirmware:
         if not self.memory.find(control, 8 * n):
             return mb.EXECUTE_QPU_TIMEOUT                # the V3D would read garbage and hang
         words = self.memory.data[offset:offset + 8 * n].view(np.uint32)
-        self.last_stats = self.machine.run(list(zip(words[0::2].tolist(), words[1::2].tolist())))
+        try:           # the firmware waits timeout_ms of V3D time, here modelled
+            self.last_stats = self.machine.run(list(zip(words[0::2].tolist(), words[1::2].tolist())),
+                                               max_modelled_s=timeout_ms / 1000)
+        except ModelledTimeLimitError:
+            return mb.EXECUTE_QPU_TIMEOUT
         if self.last_stats.modelled_seconds > timeout_ms / 1000:
             return mb.EXECUTE_QPU_TIMEOUT
         return 0

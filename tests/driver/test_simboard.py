@@ -96,6 +96,22 @@ def test_a_launch_longer_than_its_timeout_times_out():
             drv.execute(1, program, [0], timeout=0.002)
 
 
+@qpu
+def spin_forever(asm):
+    L.loop
+    jmp(L.loop)
+    nop()
+    nop()
+    nop()
+
+
+def test_a_kernel_that_never_ends_times_out_like_the_firmware():
+    # the simulated firmware waits timeout_ms of modelled V3D time, then answers a timeout
+    with Driver(backend="hw", board="pi3") as drv:
+        with pytest.raises(LaunchTimeoutError, match="did not end within 0.003 s"):
+            drv.execute(1, drv.program(spin_forever), [0], timeout=0.003)
+
+
 def test_the_environment_variable_picks_the_board(monkeypatch):
     monkeypatch.setenv(simboard.ENV_VAR, "pi-zero")
     for spec in ("hw", "auto"):

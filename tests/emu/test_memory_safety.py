@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from emu_rig import Rig, words
+from hostside.driver.emu import EmuBackend
+from vc4infer.emu import state
 from vc4infer.emu.errors import BudgetExceededError, DeadlockError, MemoryFaultError, StrayReadWarning
 from vc4infer.qpu import qpu
 
@@ -236,6 +238,27 @@ def test_instruction_budget_stops_a_runaway_loop():
 
 def test_cycle_budget():
     rig = Rig(max_cycles=400)
+    with pytest.raises(BudgetExceededError, match="budget of 400 cycles"):
+        rig.run(rig.program(spin), [[]])
+
+
+def test_a_kernel_that_never_ends_stops_at_the_modelled_launch_limit():
+    # as on a Pi, whose kernel gives up on execute_qpu after 1 s: here 2 ms of modelled time
+    # (500,000 cycles at 250 MHz), in far less host time than the execute timeout of 600 s
+    from hostside.driver.errors import LaunchTimeoutError
+    from vc4infer.emu.errors import ModelledTimeLimitError
+    rig = Rig(max_launch_seconds=0.002, clock_hz=250e6)
+    code = rig.program(spin)
+    with pytest.raises(ModelledTimeLimitError, match="ran past 0.002 s of modelled V3D time at "
+                                                     "250 MHz") as info:
+        rig.backend.execute([(rig.buffer(4).bus_address, code.bus_address)], 600.0)
+    assert isinstance(info.value, LaunchTimeoutError) and "QPU 0 at PC" in str(info.value)
+    assert rig.backend.machine.qs[0, state.QS_CYCLE] == pytest.approx(500_000, abs=100)
+    assert EmuBackend(memory_bytes=4096).max_launch_seconds == 1.0     # the Pi's limit
+
+
+def test_a_cycle_budget_below_the_launch_limit_is_reported_as_the_budget():
+    rig = Rig(max_cycles=400, max_launch_seconds=0.002)
     with pytest.raises(BudgetExceededError, match="budget of 400 cycles"):
         rig.run(rig.program(spin), [[]])
 

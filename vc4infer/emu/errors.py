@@ -1,5 +1,5 @@
 """Errors the emulator raises. Each is a DriverError, so Driver users catch one family."""
-from vc4infer.device import DriverError
+from vc4infer.device import DriverError, LaunchTimeoutError
 
 
 class EmulatorError(DriverError):
@@ -16,6 +16,11 @@ class DeadlockError(EmulatorError):
 
 class BudgetExceededError(EmulatorError):
     """The launch ran past its instruction or cycle budget (a runaway loop, or a budget set too low)."""
+
+
+class ModelledTimeLimitError(EmulatorError, LaunchTimeoutError):
+    """The launch ran past the modelled V3D time one execute may take (on a Pi the mailbox call
+    gives up there): a kernel that never ends, or too much work for one launch."""
 
 
 class UndefinedBehaviourError(EmulatorError):

@@ -21,7 +21,7 @@ from vc4infer.device import LaunchStats
 from vc4infer.device import DriverError, LaunchTimeoutError
 from vc4infer.emu import core, decode, qic, state, timing, tmu, warmup
 from vc4infer.emu.errors import (BudgetExceededError, DeadlockError, MemoryFaultError,
-                                 StrayReadWarning, UndefinedBehaviourError)
+                                 ModelledTimeLimitError, StrayReadWarning, UndefinedBehaviourError)
 from vc4infer.emu.memory import GpuMemory
 from vc4infer.emu.state import (ERR_ADDR, ERR_KIND, ERR_NBYTES, ERR_PC, ERR_QPU, ERR_ROW, ERR_X,
                                 NQ, QS_CYCLE, QS_INSTR, QS_PC, QS_STATUS)
@@ -140,14 +140,22 @@ class Machine:
         self.n_qpus = 0
 
     # ---- launch ---------------------------------------------------------------------------------
-    def run(self, control: Sequence[Tuple[int, int]], timeout_s: Optional[float] = None) -> LaunchStats:
-        """Run one program instance per (uniforms_bus_address, code_bus_address) pair on QPUs 0..n-1."""
+    def run(self, control: Sequence[Tuple[int, int]], timeout_s: Optional[float] = None,
+            max_modelled_s: Optional[float] = None) -> LaunchStats:
+        """Run one program instance per (uniforms_bus_address, code_bus_address) pair on QPUs
+        0..n-1. `timeout_s` bounds the host time; `max_modelled_s` the modelled V3D time (a
+        QPU's cycles at the clock), past which the launch stops (ModelledTimeLimitError)."""
         control = [(int(u), int(c)) for u, c in control]
         if not 1 <= len(control) <= NQ:
             raise DriverError(f"a launch runs 1 to {NQ} program instances; {len(control)} were given")
         t0 = time.perf_counter()
         cpu0 = time.thread_time()
         self._reset(control)
+        cap = None if max_modelled_s is None else int(max_modelled_s * self.clock_hz)
+        if cap is not None and cap < self.ip[state.IP_MAX_CYCLES]:
+            self.ip[state.IP_MAX_CYCLES] = cap
+        else:
+            cap = None                          # the user's budget, if any, comes first
         bounds = self.memory.bounds()
         warmup.ensure_compiled(core._run, self._loop_arguments(bounds))
         while True:
@@ -161,6 +169,14 @@ class Machine:
                 self._record_trace(int(self.err[ERR_QPU]), int(self.err[ERR_PC]))
             elif event == state.EV_CHUNK:
                 pass
+            elif event == state.EV_BUDGET and cap is not None and \
+                    int(self.qs[int(self.err[ERR_QPU]), QS_CYCLE]) >= cap:
+                raise ModelledTimeLimitError(
+                    f"the launch ran past {max_modelled_s:g} s of modelled V3D time at "
+                    f"{self.clock_hz / 1e6:.0f} MHz ({int(self.gs[state.GS_TOTAL_INSTR])} "
+                    f"instructions run), the longest one launch may take: "
+                    + self._where_all() + ". A kernel that never ends, or too much work for "
+                    "one launch: split it (max_launch_seconds)")
             else:
                 raise self._error(event)
             if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
