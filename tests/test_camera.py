@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from hostside.driver import simboard
 from vc4infer import camera as cam
 from vc4infer.commands.camera import camera
 
@@ -141,6 +142,34 @@ def test_ctrl_c_ends_with_a_summary(monkeypatch):
     assert "stopped: Ctrl-C" in result.output
     assert "frames: 1;" in result.output
     assert "throughput:" in result.output
+
+
+def test_ctrl_c_on_a_pi_gives_the_gpu_memory_back(monkeypatch, small_v2):
+    """Ctrl-C in a camera loop on the QPUs of a simulated Pi 3: the loop ends with its summary,
+    and before the command returns every GPU allocation is freed and the QPUs are off."""
+    boards = []
+
+    def keep(name, original=simboard.firmware_for):
+        boards.append(original(name))
+        return boards[-1]
+    monkeypatch.setattr(simboard, "firmware_for", keep)
+    monkeypatch.setenv(simboard.ENV_VAR, "pi3")
+    original = cam.ImageFilesSource.read
+    calls = []
+
+    def read_then_interrupt(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(cam.ImageFilesSource, "read", read_then_interrupt)
+    result = CliRunner().invoke(camera, ["--backend", "hw", "--model", str(small_v2),
+                                         "--source", str(IMAGES)])
+    assert result.exit_code == 0, result.output
+    assert "stopped: Ctrl-C" in result.output and "frames: 2;" in result.output
+    (firmware,) = boards
+    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
+    assert not firmware.qpu_enabled
 
 
 def test_no_camera_is_a_clear_error(no_camera_stack):

@@ -243,6 +243,7 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
         if recorder is not None:
             recorder.close()
             click.echo(f"recorded {recorder.frames} frames to {record}")
+        loaded.close()                           # on a Pi: GPU memory back, QPUs off, now
     elapsed = time.perf_counter() - start
     for line in _summary(timings, elapsed, why, loaded.backend, stream.description,
                          stream.dropped):
