@@ -399,6 +399,7 @@ MIN_STRIP_PIXELS = 5
 
 
 def _expand_depthwise_reject(graph: Graph, node: Node) -> Optional[str]:
+    # the strip width its registers allow decides; imported here, as KernelChoice.load does
     from qpu_kernels import conv_expand_depthwise as module
     if not all(graph.is_constant(t) for t in node.inputs[1:]):
         return "its weights are computed tensors, not constants"

@@ -127,16 +127,21 @@ def test_demo_photos_as_source():
     assert "frames: 4; source: images from" in result.output
 
 
-def test_ctrl_c_ends_with_a_summary(monkeypatch):
+def interrupt_at_read(monkeypatch, n: int) -> None:
+    """Ctrl-C arrives while the image source reads its n-th frame."""
     original = cam.ImageFilesSource.read
     calls = []
 
     def read_then_interrupt(self):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return original(self)
     monkeypatch.setattr(cam.ImageFilesSource, "read", read_then_interrupt)
+
+
+def test_ctrl_c_ends_with_a_summary(monkeypatch):
+    interrupt_at_read(monkeypatch, 2)
     result = CliRunner().invoke(camera, ["--backend", "neon", "--source", str(IMAGES)])
     assert result.exit_code == 0, result.output
     assert "stopped: Ctrl-C" in result.output
@@ -154,15 +159,7 @@ def test_ctrl_c_on_a_pi_gives_the_gpu_memory_back(monkeypatch, small_v2):
         return boards[-1]
     monkeypatch.setattr(simboard, "firmware_for", keep)
     monkeypatch.setenv(simboard.ENV_VAR, "pi3")
-    original = cam.ImageFilesSource.read
-    calls = []
-
-    def read_then_interrupt(self):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self)
-    monkeypatch.setattr(cam.ImageFilesSource, "read", read_then_interrupt)
+    interrupt_at_read(monkeypatch, 3)
     result = CliRunner().invoke(camera, ["--backend", "hw", "--model", str(small_v2),
                                          "--source", str(IMAGES)])
     assert result.exit_code == 0, result.output

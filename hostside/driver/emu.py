@@ -10,9 +10,9 @@ assumes (250e6, 300e6 or 400e6: Pi 1/2, Pi Zero, Pi 3); `strict` raises Undefine
 on behaviour the hardware leaves undefined; `trace` QPU numbers whose every instruction is
 recorded (`trace_records`, or passed to `trace_callback`); `max_instructions` / `max_cycles` a
 budget per launch (BudgetExceededError beyond it); `max_launch_seconds` the modelled time a
-launch may run (1 s, as on a Pi; ModelledTimeLimitError beyond it); `fast_path=False` runs every instruction
-through the emulator's general loop (slower; for checking the fast path, vc4infer.emu.fastpath,
-against it).
+launch may run (1 s, as on a Pi; ModelledTimeLimitError beyond it); `fast_path=False` runs
+every instruction through the emulator's general loop (slower; for checking the fast path,
+vc4infer.emu.fastpath, against it).
 LaunchStats figures are modelled, not measured.
 """
 from __future__ import annotations

@@ -327,6 +327,8 @@ def _infer_softmax(node, s, a):
 
 _CONV_ATTRS = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1,
                "activation": None}
+
+
 def expand_depthwise_parts(a: dict, channels: int) -> tuple:
     """The attributes of the expansion conv2d and of the depthwise conv2d (over `channels`) that
     an expand_depthwise node with attributes `a` is made of: its meaning (hostside.passes.run_node
