@@ -9,7 +9,7 @@ invalidated at every launch (execute_qpu with noflush = 0 flushes them).
 import numpy as np
 
 from vc4infer.emu import tmu
-from vc4infer.emu.jit import jit_inline
+from vc4infer.emu.jit import jit
 from vc4infer.emu.state import GS_QIC_CLOCK, GS_QIC_L2_MISSES, GS_QIC_MISSES, NSLICES, QPUS_PER_SLICE
 from vc4infer.emu.timing import QIC_SETS, QIC_WAYS
 
@@ -30,9 +30,11 @@ def invalidate(qic: np.ndarray) -> None:
     qic[..., QIC_TAG] = -1
 
 
-@jit_inline
+@jit
 def fetch_stall(q, line, cycle, gs, gt, qic, mem, membase, l2tag, l2state, l2data, tp):
-    """Modelled cycles QPU q's fetch at `cycle` waits for code line `line` (not its last line)."""
+    """Modelled cycles QPU q's fetch at `cycle` waits for code line `line` (not its last line).
+    A compiled call, not inlined: it runs only when a fetch enters another line, and inlined into
+    both loops it lengthened the emulator's first compile by ~25 s."""
     sl = q // QPUS_PER_SLICE
     s = line % QIC_SETS
     way = -1
