@@ -149,9 +149,9 @@ def test_ctrl_c_ends_with_a_summary(monkeypatch):
     assert "throughput:" in result.output
 
 
-def test_ctrl_c_on_a_pi_gives_the_gpu_memory_back(monkeypatch, small_v2):
-    """Ctrl-C in a camera loop on the QPUs of a simulated Pi 3: the loop ends with its summary,
-    and before the command returns every GPU allocation is freed and the QPUs are off."""
+@pytest.fixture
+def pi3_boards(monkeypatch):
+    """VC4INFER_SIMULATED_BOARD=pi3, and the list of the simulated boards the command opens."""
     boards = []
 
     def keep(name, original=simboard.firmware_for):
@@ -159,14 +159,33 @@ def test_ctrl_c_on_a_pi_gives_the_gpu_memory_back(monkeypatch, small_v2):
         return boards[-1]
     monkeypatch.setattr(simboard, "firmware_for", keep)
     monkeypatch.setenv(simboard.ENV_VAR, "pi3")
+    return boards
+
+
+def assert_board_released(boards) -> None:
+    (firmware,) = boards
+    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
+    assert not firmware.qpu_enabled
+
+
+def test_ctrl_c_on_a_pi_gives_the_gpu_memory_back(monkeypatch, small_v2, pi3_boards):
+    """Ctrl-C in a camera loop on the QPUs of a simulated Pi 3: the loop ends with its summary,
+    and before the command returns every GPU allocation is freed and the QPUs are off."""
     interrupt_at_read(monkeypatch, 3)
     result = CliRunner().invoke(camera, ["--backend", "hw", "--model", str(small_v2),
                                          "--source", str(IMAGES)])
     assert result.exit_code == 0, result.output
     assert "stopped: Ctrl-C" in result.output and "frames: 2;" in result.output
-    (firmware,) = boards
-    assert firmware.live_handles() == {} and firmware.live_cma_blocks() == 0
-    assert not firmware.qpu_enabled
+    assert_board_released(pi3_boards)
+
+
+def test_a_recorder_that_cannot_open_gives_the_loaded_model_back(small_v2, pi3_boards, tmp_path):
+    # the model is on the QPUs when --record fails: its GPU memory goes back with the error
+    result = CliRunner().invoke(camera, ["--backend", "hw", "--model", str(small_v2), "--source",
+                                         str(IMAGES), "--record", str(tmp_path / "no" / "x.gif")])
+    assert result.exit_code == 3, result.output
+    assert "does not exist" in result.output
+    assert_board_released(pi3_boards)
 
 
 def test_no_camera_is_a_clear_error(no_camera_stack):

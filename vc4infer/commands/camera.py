@@ -190,7 +190,7 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
         stream = open_source(source, resolution=size, loop=loop)
     except Vc4InferError as exc:                 # a source that cannot be read, no camera
         fail(exc)
-    view = None
+    loaded = view = None
     try:
         loaded = _load(model, backend, None, None)
         view = (webview.WebView(webview.FrameHub(), *address, title=f"{model} on {loaded.backend}")
@@ -200,6 +200,8 @@ def camera(model: str, backend: str, top: int, frames: Optional[int], source: st
         stream.source.close()                    # release the camera opened above
         if view is not None:
             view.close()
+        if loaded is not None:                   # and the GPU memory of a model already loaded
+            loaded.close()
         if isinstance(exc, Vc4InferError):
             fail(exc)
         raise
