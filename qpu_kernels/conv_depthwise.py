@@ -111,13 +111,7 @@ def depthwise_kernel(asm, act: Optional[str], pixels: int):
     shl(r2, element_number, 2, set_flags=False)
     iadd(r1, r1, r2, set_flags=False)           # weights are padded: no clamp
     ldi(r2, LANES * 4)
-    for _ in range(TMU_DEPTH):                  # weights and bias through the TMU
-        iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
-    for q in range(TAPS + 1):
-        nop(sig="load tmu0")
-        mov(w[q], r4)
-        if q + TMU_DEPTH < TAPS + 1:
-            iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
+    launching.emit_tmu_row_loads(asm, w, TMU_DEPTH)     # weights and bias through the TMU
     # the tap offsets: off[dy][dx] = row offset + dx x pitch; the edge columns read the centre one
     iadd(r1, uniform, r3, set_flags=False)      # r1: the current pixel's top-left tap, per lane
     for dy in range(3):
@@ -264,7 +258,6 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
     blocks = math.ceil(c / LANES)
     pixels = item_pixels(wo)
     program = launching.cached_program(drv, depthwise_kernel, act, pixels)
-    bank_delta = launching.vdw_store_setup(1, 1, MAX_PIXELS) - launching.vdw_store_setup(1, 1, 0)
 
     # output rows innermost: the instances running side by side (items are dealt round-robin)
     # then work on neighbouring rows of one column strip and share its input lines in the L2
@@ -281,7 +274,7 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
         ix_last = (ox0 + pixels - 1) * stride - pl + 2        # the last pixel's right column
         records[n] = [weights_address + 4 * BLOCK_WORDS * (ROW_VARIANTS * cb + variant),
                       cvalid - 1,
-                      launching.vdw_store_setup(pixels, cvalid, 0),   # bank 0; bank 1 adds 16 rows
+                      launching.vdw_store_setup(pixels, cvalid, 0),   # VPM row 0: moved below
                       launching.vdw_stride_setup(out_pix - 4 * cvalid),
                       out_address + oy * out_row + ox0 * out_pix + 4 * LANES * cb,
                       in_address + ix_first * in_pix + 4 * LANES * cb,
@@ -295,7 +288,8 @@ def build(drv, h: int, w: int, c: int, in_address: int, weights_address: int, ou
         launch_rows = []
         for t, mine in enumerate(instances):
             mine_records = records[mine].copy()
-            mine_records[:, 2] += bank_delta * (t % len(BANK_LOCKS))
+            mine_records[:, 2] = launching.vdw_setup_at_row(mine_records[:, 2],
+                                                            MAX_PIXELS * (t % len(BANK_LOCKS)))
             launch_rows.append([len(mine), t, len(instances), in_pix, stride * in_pix]
                                + mine_records.reshape(-1).tolist())
         rows_per_launch.append(launch_rows)

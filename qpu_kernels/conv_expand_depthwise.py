@@ -161,10 +161,11 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     mov(r1, uniform)                            # instance index | count << 8
     if "relu6" in (act_expand, act_depthwise):
         ldi(six, 6.0)
-    ldi(r2, 255)
-    band(sums[0][0], r1, r2, set_flags=False)   # the instance index alone
-    nop()
-    launching.emit_bank_locks_init(asm, sums[0][0], locks)
+    if locks:
+        ldi(r2, 255)
+        band(sums[0][0], r1, r2, set_flags=False)   # the instance index alone
+        nop()
+        launching.emit_bank_locks_init(asm, sums[0][0], locks)
     jmp(L.item_loop)
     nop()
     nop()
@@ -276,6 +277,15 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         emit_row(row_ptr, reach)
         L[f"skip_{name}"]
 
+    def processed_rows():
+        """The register whose bit i says iteration i processes all its rows (a prefetch's row is
+        inside the input): proc_a, or at stride 2 r2 = proc_a & proc_b."""
+        if stride == 1:
+            return proc_a
+        mov(r2, proc_b)
+        band(r2, proc_a, r2, set_flags=False)
+        return r2
+
     def set_prefetch() -> None:
         """`prefetch` = the input step r1 (0 when the next iteration processes no row: a read
         past the input) + per lane (e & 1) x (pitch - 4), so that a request touches both lines
@@ -286,12 +296,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         imul24(r0, r2, pitch)
         shl(r2, r2, 2, set_flags=False)
         isub(r0, r0, r2, set_flags=False)
-        if stride == 1:
-            band(null, proc_a, 2, set_flags=True)   # bit 1: the row after the current one
-        else:
-            mov(r2, proc_b)
-            band(r2, proc_a, r2, set_flags=False)
-            band(null, r2, 2, set_flags=True)
+        band(null, processed_rows(), 2, set_flags=True)     # bit 1: the row after the current
         mov(prefetch, r0)
         iadd(prefetch, r0, r1, cond="zc", set_flags=False)
 
@@ -299,12 +304,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
         """At an iteration's end (masks shifted: bit 0 is the next iteration's row, bit 1 the
         one after, which the next iteration prefetches): drop the input step r1 from `prefetch`
         when the row after is the first outside the input (rows only leave it at the bottom)."""
-        if stride == 1:
-            band(r2, proc_a, 3, set_flags=False)
-        else:
-            mov(r2, proc_b)
-            band(r2, proc_a, r2, set_flags=False)
-            band(r2, r2, 3, set_flags=False)
+        band(r2, processed_rows(), 3, set_flags=False)
         isub(null, r2, 1, set_flags=True)
         isub(prefetch, prefetch, r1, cond="zs", set_flags=False)
 
@@ -328,14 +328,7 @@ def expand_depthwise_kernel(asm, k: int, stride: int, pixels: int, act_expand: O
     mov(store, uniform)
     mov(st_addr, uniform)
     mov(prefetch, uniform)                      # the input step, for set_prefetch
-    targets = w_exp + [bias_e] + tap + [bias_d]
-    for _ in range(TMU_DEPTH):
-        iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
-    for q, target in enumerate(targets):
-        nop(sig="load tmu0")
-        mov(target, r4)
-        if q + TMU_DEPTH < len(targets):
-            iadd(r1, r1, r2, set_flags=False).mov(tmu0_s, r1)
+    launching.emit_tmu_row_loads(asm, w_exp + [bias_e] + tap + [bias_d], TMU_DEPTH)
     for row in sums[:-1]:                       # r4 still holds the depthwise bias
         for acc in row:
             mov(acc, r4)
@@ -497,7 +490,6 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
     band_rows = MAX_ITERATIONS - warm
     bands = [(oy0, min(ho, oy0 + band_rows)) for oy0 in range(0, ho, band_rows)]
     strips = sorted({min(ox0, wo - pixels) for ox0 in range(0, wo, pixels)})
-    bank_delta = launching.vdw_store_setup(1, 1, MAX_PIXELS) - launching.vdw_store_setup(1, 1, 0)
     private = private_vpm_rows(pixels)
 
     # channel blocks innermost: the instances running side by side read the same input pixels
@@ -539,13 +531,12 @@ def build(drv, h: int, w: int, k: int, c: int, in_address: int, weights_address:
             if private:
                 vpm_y = t * pixels
                 mine_records[:, ROW_END_WORD] = vpm_write_setup_word(Y=vpm_y)
-                mine_records[:, ROW_END_WORD + 2] = [launching.vdw_store_setup(
-                    pixels, min(LANES, c - cb * LANES), vpm_y) for (_, _, cb) in
-                    (items[i] for i in mine)]
             else:
                 bank = t % len(BANK_LOCKS)
+                vpm_y = MAX_PIXELS * bank
                 mine_records[:, ROW_END_WORD] = bank
-                mine_records[:, ROW_END_WORD + 2] += bank_delta * bank
+            mine_records[:, ROW_END_WORD + 2] = launching.vdw_setup_at_row(
+                mine_records[:, ROW_END_WORD + 2], vpm_y)
             instance = t | len(instances) << 8
             launch_rows.append([0, in_pix, instance] + mine_records.reshape(-1).tolist()
                                + [0, instance])         # the end of the list, the instance

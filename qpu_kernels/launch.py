@@ -108,6 +108,12 @@ def vdw_store_setup(rows: int, cols: int, vpm_y: int, vertical: bool = False) ->
                              laned=0, horizontal=int(not vertical), vpmbase=vpm_y << 4, modew=0)
 
 
+def vdw_setup_at_row(setup: int, vpm_y: int) -> int:
+    """A horizontal VDW basic setup word written for VPM row 0 (`vdw_store_setup`), reading from
+    row `vpm_y` instead (another bank, or an instance's own rows)."""
+    return setup + vdw_store_setup(1, 1, vpm_y) - vdw_store_setup(1, 1, 0)
+
+
 def vdw_stride_setup(gap_bytes: int) -> int:
     """VDW stride setup: bytes from the end of one stored row to the start of the next."""
     if not 0 <= gap_bytes <= MAX_STORE_GAP_BYTES:
@@ -160,6 +166,19 @@ def emit_banked_store(asm, bank, write_rows: Callable[[], None], vdw_stride, vdw
                 asm.nop()
                 asm.nop()
         asm.L.stored
+
+
+def emit_tmu_row_loads(asm, targets: Sequence, depth: int) -> None:
+    """QPU code: consecutive 16-lane rows into the registers `targets` through TMU0, `depth`
+    requests in flight: row i from r1 + i x r2 (r1 holds each lane's address of row 0, r2 the
+    row step; r1 ends past the last row requested)."""
+    for _ in range(min(depth, len(targets))):
+        asm.iadd(asm.r1, asm.r1, asm.r2, set_flags=False).mov(asm.tmu0_s, asm.r1)
+    for q, target in enumerate(targets):
+        asm.nop(sig="load tmu0")
+        asm.mov(target, asm.r4)
+        if q + depth < len(targets):
+            asm.iadd(asm.r1, asm.r1, asm.r2, set_flags=False).mov(asm.tmu0_s, asm.r1)
 
 
 #: semaphores of `emit_barrier`: instances arrive on the first, instance 0 releases the second

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from .backend import Allocation
 from .errors import DriverError, GpuMemoryTooSmallError, HwPermissionError
-from .mailbox import MEM_FLAG_DIRECT, MEM_FLAG_L1_NONALLOCATING, Mailbox
+from .mailbox import MEM_FLAG_DIRECT, MEM_FLAG_L1_NONALLOCATING, VC_ADDRESS_SPACE_BYTES, Mailbox
 
 log = logging.getLogger(__name__)
 PAGE_BYTES = mmap.PAGESIZE
@@ -47,10 +47,6 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 #: mem_alloc flag per SoC (hello_fft's choice; librpimemmgr's rule table, spec §13.5)
 MEM_FLAGS_BY_SOC = {"BCM2835": MEM_FLAG_L1_NONALLOCATING, "BCM2836": MEM_FLAG_DIRECT,
                     "BCM2837": MEM_FLAG_DIRECT}
-
-
-#: the VideoCore addresses 1 GiB of SDRAM; the top two bits of a bus address pick the alias
-VC_ADDRESS_MASK = (1 << 30) - 1
 
 
 def bus_to_phys(bus_address: int) -> int:
@@ -333,7 +329,7 @@ class VcsmCmaMemory(GpuMemory):
         # the QPUs write where the bus address says: one that is not a page of the VideoCore's
         # 1 GiB would have them write over memory the block is not (the host maps the fd)
         if fd < 0 or bus == 0 or bus >> 32 or bus % PAGE_BYTES or \
-                (bus & VC_ADDRESS_MASK) + size > VC_ADDRESS_MASK + 1:
+                bus % VC_ADDRESS_SPACE_BYTES + size > VC_ADDRESS_SPACE_BYTES:
             if fd >= 0:
                 os.close(fd)
             raise DriverError(f"vcsm-cma returned an unusable block (fd {fd}, bus 0x{bus:x} for "

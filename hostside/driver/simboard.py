@@ -309,12 +309,13 @@ class SimulatedFirmware:
         if not self.memory.find(control, 8 * n):
             return mb.EXECUTE_QPU_TIMEOUT                # the V3D would read garbage and hang
         words = self.memory.data[offset:offset + 8 * n].view(np.uint32)
-        try:           # the firmware waits timeout_ms of V3D time, here modelled
+        limit_s = timeout_ms / 1000                      # of V3D time, here modelled
+        try:
             self.last_stats = self.machine.run(list(zip(words[0::2].tolist(), words[1::2].tolist())),
-                                               max_modelled_s=timeout_ms / 1000)
+                                               max_modelled_s=limit_s)
         except ModelledTimeLimitError:
             return mb.EXECUTE_QPU_TIMEOUT
-        if self.last_stats.modelled_seconds > timeout_ms / 1000:
+        if self.last_stats.modelled_seconds > limit_s:  # ended after the limit, between checks
             return mb.EXECUTE_QPU_TIMEOUT
         return 0
 

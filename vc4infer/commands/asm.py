@@ -30,13 +30,7 @@ def _load_kernel(spec: str) -> Callable:
     dotted = _package_module(module_ref)
     if dotted is not None:                       # a file inside a package: import it as part
         root, module_name = dotted               # of it, so that its relative imports work
-        sys.path.insert(0, root)
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as err:
-            fail(InputError(f"{module_ref} does not load: {_where(err, os.path.abspath(module_ref))}"))
-        finally:
-            sys.path.pop(0)
+        module = _run_file(module_ref, root, lambda: importlib.import_module(module_name))
     elif module_ref.endswith(".py") or os.sep in module_ref:
         path = os.path.abspath(module_ref)
         if not os.path.isfile(path):
@@ -45,13 +39,7 @@ def _load_kernel(spec: str) -> Callable:
         loader_spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[module_name] = module
-        sys.path.insert(0, os.path.dirname(path))
-        try:
-            loader_spec.loader.exec_module(module)
-        except Exception as err:                # the file's own error: one line, then its fix
-            fail(InputError(f"{module_ref} does not load: {_where(err, path)}"))
-        finally:
-            sys.path.pop(0)
+        _run_file(module_ref, os.path.dirname(path), lambda: loader_spec.loader.exec_module(module))
     else:
         try:
             module = importlib.import_module(module_ref)
@@ -68,6 +56,18 @@ def _load_kernel(spec: str) -> Callable:
         raise click.BadParameter(f"{module_ref}:{name} is not a QPU kernel: a @qpu function takes "
                                  "`asm` first", param_hint="KERNEL")
     return kernel
+
+
+def _run_file(module_ref: str, root: str, load: Callable):
+    """`load()` (importing the kernel file `module_ref`) with `root` on the import path; the
+    file's own error becomes one line naming where in it, then its fix."""
+    sys.path.insert(0, root)
+    try:
+        return load()
+    except Exception as err:
+        fail(InputError(f"{module_ref} does not load: {_where(err, os.path.abspath(module_ref))}"))
+    finally:
+        sys.path.pop(0)
 
 
 def _package_module(module_ref: str):
